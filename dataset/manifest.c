@@ -1,0 +1,578 @@
+#include "dataset/manifest.h"
+
+#include "dataset/record.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+int ds_strv_push(ds_strv *s, const char *str)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 16;
+        char **v = realloc(s->v, cap * sizeof *v);
+        if (!v)
+            return DS_SHARD_ENOMEM;
+        s->v = v;
+        s->cap = cap;
+    }
+    char *c = strdup(str);
+    if (!c)
+        return DS_SHARD_ENOMEM;
+    s->v[s->n++] = c;
+    return DS_SHARD_OK;
+}
+
+void ds_strv_free(ds_strv *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+const ds_manifest_split *ds_manifest_find_split(const ds_manifest *m, const char *name)
+{
+    for (int i = 0; i < m->n_splits; i++)
+        if (strcmp(m->splits[i].name, name) == 0)
+            return &m->splits[i];
+    return NULL;
+}
+
+const ds_manifest_vocab *ds_manifest_find_vocab(const ds_manifest *m, const char *name)
+{
+    for (int i = 0; i < m->n_vocabs; i++)
+        if (strcmp(m->vocabs[i].name, name) == 0)
+            return &m->vocabs[i];
+    return NULL;
+}
+
+/* Grow an array of structs by one zeroed element; the arrays are short (splits, vocabularies, reasons). */
+static void *grow(void *arr, int *n, size_t size)
+{
+    char *a = realloc(arr, (size_t)(*n + 1) * size);
+    if (!a)
+        return NULL;
+    memset(a + (size_t)*n * size, 0, size);
+    (*n)++;
+    return a;
+}
+
+ds_manifest_split *ds_manifest_add_split(ds_manifest *m, const char *name)
+{
+    if (ds_manifest_find_split(m, name))
+        return NULL;
+    char *copy = strdup(name);
+    ds_manifest_split *s = copy ? grow(m->splits, &m->n_splits, sizeof *s) : NULL;
+    if (!s) {
+        free(copy);
+        return NULL;
+    }
+    m->splits = s;
+    s[m->n_splits - 1].name = copy;
+    return &s[m->n_splits - 1];
+}
+
+ds_manifest_vocab *ds_manifest_add_vocab(ds_manifest *m, const char *name)
+{
+    if (ds_manifest_find_vocab(m, name))
+        return NULL;
+    char *copy = strdup(name);
+    ds_manifest_vocab *v = copy ? grow(m->vocabs, &m->n_vocabs, sizeof *v) : NULL;
+    if (!v) {
+        free(copy);
+        return NULL;
+    }
+    m->vocabs = v;
+    v[m->n_vocabs - 1].name = copy;
+    return &v[m->n_vocabs - 1];
+}
+
+int ds_manifest_add_skip(ds_manifest *m, const char *reason, const char *line)
+{
+    int i = 0;
+    while (i < m->n_skips && strcmp(m->skips[i].reason, reason) != 0)
+        i++;
+    if (i == m->n_skips) {
+        char *copy = strdup(reason);
+        ds_manifest_skip *s = copy ? grow(m->skips, &m->n_skips, sizeof *s) : NULL;
+        if (!s) {
+            free(copy);
+            return DS_SHARD_ENOMEM;
+        }
+        m->skips = s;
+        s[i].reason = copy;
+    }
+    m->skips[i].count++;
+    return line ? ds_strv_push(&m->skip_lines, line) : DS_SHARD_OK;
+}
+
+void ds_manifest_free(ds_manifest *m)
+{
+    free(m->created_by);
+    for (int i = 0; i < m->n_splits; i++) {
+        free(m->splits[i].name);
+        ds_strv_free(&m->splits[i].shards);
+        ds_strv_free(&m->splits[i].conversation_ids);
+    }
+    free(m->splits);
+    for (int i = 0; i < m->n_skips; i++)
+        free(m->skips[i].reason);
+    free(m->skips);
+    ds_strv_free(&m->skip_lines);
+    for (int i = 0; i < m->n_vocabs; i++) {
+        free(m->vocabs[i].name);
+        ds_strv_free(&m->vocabs[i].items);
+    }
+    free(m->vocabs);
+    free(m->source_data_dir);
+    free(m->source_json);
+    memset(m, 0, sizeof *m);
+}
+
+static int is_md5(const char *s)
+{
+    for (int i = 0; i < 32; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return s[32] == 0;
+}
+
+/* The invariants that involve more than one field's type; shared by write (EINVAL) and read (ECORRUPT). */
+static int check_manifest(const ds_manifest *m, const char *path, int code, char *err, size_t errlen)
+{
+    if (m->version != DS_MANIFEST_VERSION)
+        return fail(err, errlen, code, "%s: version: %d (this empd reads version %d)", path, m->version,
+                    DS_MANIFEST_VERSION);
+    if (m->format_version < 1)
+        return fail(err, errlen, code, "%s: format_version: %d (expected >= 1)", path, m->format_version);
+    for (int i = 0; i < m->n_splits; i++) {
+        const ds_manifest_split *s = &m->splits[i];
+        if (s->conversation_ids.n != s->count)
+            return fail(err, errlen, code, "%s: splits.%s.conversation_ids: %zu ids for count %zu", path, s->name,
+                        s->conversation_ids.n, s->count);
+        for (size_t k = 0; k < s->conversation_ids.n; k++) {
+            size_t len = strlen(s->conversation_ids.v[k]);
+            if (len == 0 || len > DS_CONV_ID_MAX)
+                return fail(err, errlen, code, "%s: splits.%s.conversation_ids[%zu]: length %zu (expected 1..%d)",
+                            path, s->name, k, len, DS_CONV_ID_MAX);
+        }
+        if (s->count > 0 && s->shards.n == 0)
+            return fail(err, errlen, code, "%s: splits.%s.shards: empty for %zu samples", path, s->name, s->count);
+        const int64_t *h[2] = {s->label7_hist, s->label32_hist};
+        const int hn[2] = {7, 32};
+        const char *hname[2] = {"label7_histogram", "label32_histogram"};
+        for (int k = 0; k < 2; k++) {
+            int64_t sum = 0;
+            for (int j = 0; j < hn[k]; j++) {
+                if (h[k][j] < 0)
+                    return fail(err, errlen, code, "%s: splits.%s.%s[%d]: %lld (expected >= 0)", path, s->name,
+                                hname[k], j, (long long)h[k][j]);
+                sum += h[k][j];
+            }
+            if (sum > (int64_t)s->count)
+                return fail(err, errlen, code, "%s: splits.%s.%s: sums to %lld, more than count %zu", path,
+                            s->name, hname[k], (long long)sum, s->count);
+        }
+    }
+    if (!is_md5(m->vocab_md5))
+        return fail(err, errlen, code, "%s: tokenizer.vocab_md5: \"%s\" is not 32 lowercase hex digits", path,
+                    m->vocab_md5);
+    if (m->utt_max_tokens < 1 || m->utt_max_tokens > 65535)
+        return fail(err, errlen, code, "%s: tokenizer.utt_max_tokens: %d (expected 1..65535)", path, m->utt_max_tokens);
+    if (m->ctx_max_tokens < 1 || m->ctx_max_tokens > 65535)
+        return fail(err, errlen, code, "%s: tokenizer.ctx_max_tokens: %d (expected 1..65535)", path, m->ctx_max_tokens);
+    return DS_SHARD_OK;
+}
+
+/* Builders attach each child to its parent as soon as it exists, so deleting the root frees everything
+ * and a NULL anywhere means out of memory. */
+static int add_strv(cJSON *obj, const char *key, const ds_strv *s)
+{
+    cJSON *a = cJSON_AddArrayToObject(obj, key);
+    for (size_t i = 0; a && i < s->n; i++)
+        if (!cJSON_AddItemToArray(a, cJSON_CreateString(s->v[i])))
+            return -1;
+    return a ? 0 : -1;
+}
+
+static int add_hist(cJSON *obj, const char *key, const int64_t *h, int n)
+{
+    cJSON *a = cJSON_AddArrayToObject(obj, key);
+    for (int i = 0; a && i < n; i++)
+        if (!cJSON_AddItemToArray(a, cJSON_CreateNumber((double)h[i])))
+            return -1;
+    return a ? 0 : -1;
+}
+
+static cJSON *manifest_json(const ds_manifest *m)
+{
+    cJSON *root = cJSON_CreateObject();
+    if (!root)
+        return NULL;
+    int bad = !cJSON_AddNumberToObject(root, "version", m->version) ||
+              !cJSON_AddNumberToObject(root, "format_version", m->format_version) ||
+              !cJSON_AddStringToObject(root, "created_by", m->created_by ? m->created_by : "");
+    cJSON *splits = cJSON_AddObjectToObject(root, "splits");
+    bad = bad || !splits;
+    for (int i = 0; !bad && i < m->n_splits; i++) {
+        const ds_manifest_split *s = &m->splits[i];
+        cJSON *o = cJSON_AddObjectToObject(splits, s->name);
+        bad = !o || !cJSON_AddNumberToObject(o, "count", (double)s->count) || add_strv(o, "shards", &s->shards) ||
+              add_strv(o, "conversation_ids", &s->conversation_ids) ||
+              add_hist(o, "label7_histogram", s->label7_hist, 7) ||
+              add_hist(o, "label32_histogram", s->label32_hist, 32);
+    }
+    cJSON *skipped = bad ? NULL : cJSON_AddObjectToObject(root, "skipped");
+    cJSON *counts = skipped ? cJSON_AddObjectToObject(skipped, "counts") : NULL;
+    bad = bad || !counts;
+    for (int i = 0; !bad && i < m->n_skips; i++)
+        bad = !cJSON_AddNumberToObject(counts, m->skips[i].reason, (double)m->skips[i].count);
+    bad = bad || add_strv(skipped, "lines", &m->skip_lines);
+    cJSON *vocabs = bad ? NULL : cJSON_AddObjectToObject(root, "vocabularies");
+    bad = bad || !vocabs;
+    for (int i = 0; !bad && i < m->n_vocabs; i++)
+        bad = add_strv(vocabs, m->vocabs[i].name, &m->vocabs[i].items);
+    cJSON *tok = bad ? NULL : cJSON_AddObjectToObject(root, "tokenizer");
+    bad = bad || !tok || !cJSON_AddStringToObject(tok, "vocab_md5", m->vocab_md5) ||
+          !cJSON_AddNumberToObject(tok, "utt_max_tokens", m->utt_max_tokens) ||
+          !cJSON_AddNumberToObject(tok, "ctx_max_tokens", m->ctx_max_tokens);
+    cJSON *src = bad ? NULL : cJSON_AddObjectToObject(root, "source");
+    bad = bad || !src ||
+          !cJSON_AddStringToObject(src, "data_dir", m->source_data_dir ? m->source_data_dir : "") ||
+          !cJSON_AddStringToObject(src, "json_file", m->source_json ? m->source_json : "");
+    if (bad) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+static int fsync_dir_of(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return -1;
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+    free(copy);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int ds_manifest_write(const ds_manifest *m, const char *path, char *err, size_t errlen)
+{
+    int rc = check_manifest(m, path, DS_SHARD_EINVAL, err, errlen);
+    if (rc)
+        return rc;
+    cJSON *root = manifest_json(m);
+    char *text = root ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    if (!text)
+        return fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory building the JSON", path);
+
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 5);
+    if (!tmp) {
+        free(text);
+        return fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", path);
+    }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    rc = DS_SHARD_OK;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        rc = fail(err, errlen, DS_SHARD_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    } else {
+        size_t len = strlen(text), done = 0;
+        while (done < len) {
+            ssize_t w = write(fd, text + done, len - done);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break;
+            done += (size_t)w;
+        }
+        if (done < len || write(fd, "\n", 1) != 1 || fsync(fd) != 0)
+            rc = fail(err, errlen, DS_SHARD_EIO, "%s: write failed: %s", tmp, strerror(errno));
+        if (close(fd) != 0 && !rc)
+            rc = fail(err, errlen, DS_SHARD_EIO, "%s: close failed: %s", tmp, strerror(errno));
+        if (!rc && rename(tmp, path) != 0)
+            rc = fail(err, errlen, DS_SHARD_EIO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+        if (rc)
+            unlink(tmp);
+        else if (fsync_dir_of(path) != 0)
+            rc = fail(err, errlen, DS_SHARD_EIO, "%s: cannot fsync its folder: %s", path, strerror(errno));
+    }
+    free(tmp);
+    free(text);
+    return rc;
+}
+
+/* Reading: each helper names the full field path in its message. */
+
+/* Range first: converting an out-of-range double to int64_t is undefined. */
+static int is_int(const cJSON *v, double lo, double hi)
+{
+    return cJSON_IsNumber(v) && v->valuedouble >= lo && v->valuedouble <= hi &&
+           v->valuedouble == (double)(int64_t)v->valuedouble;
+}
+
+typedef struct {
+    const char *path;
+    char *err;
+    size_t errlen;
+} rctx;
+
+static int bad(const rctx *c, const char *field, const char *what)
+{
+    return fail(c->err, c->errlen, DS_SHARD_ECORRUPT, "%s: %s: %s", c->path, field, what);
+}
+
+static const cJSON *get(const rctx *c, const cJSON *obj, const char *key, const char *field, int *rc)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v)
+        *rc = bad(c, field, "missing");
+    return v;
+}
+
+static int get_int(const rctx *c, const cJSON *obj, const char *key, const char *field, double lo, double hi,
+                   double *out)
+{
+    int rc = 0;
+    const cJSON *v = get(c, obj, key, field, &rc);
+    if (rc)
+        return rc;
+    if (!is_int(v, lo, hi)) {
+        char what[96];
+        snprintf(what, sizeof what, "expected an integer in %.0f..%.0f", lo, hi);
+        return bad(c, field, what);
+    }
+    *out = v->valuedouble;
+    return 0;
+}
+
+static int get_str(const rctx *c, const cJSON *obj, const char *key, const char *field, char **out)
+{
+    int rc = 0;
+    const cJSON *v = get(c, obj, key, field, &rc);
+    if (rc)
+        return rc;
+    if (!cJSON_IsString(v))
+        return bad(c, field, "expected a string");
+    *out = strdup(v->valuestring);
+    return *out ? 0 : fail(c->err, c->errlen, DS_SHARD_ENOMEM, "%s: out of memory", c->path);
+}
+
+static int read_strv(const rctx *c, const cJSON *v, const char *field, ds_strv *out)
+{
+    if (!cJSON_IsArray(v))
+        return bad(c, field, "expected an array of strings");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v) {
+        if (!cJSON_IsString(e))
+            return bad(c, field, "expected an array of strings");
+        if (ds_strv_push(out, e->valuestring))
+            return fail(c->err, c->errlen, DS_SHARD_ENOMEM, "%s: out of memory", c->path);
+    }
+    return 0;
+}
+
+static int read_hist(const rctx *c, const cJSON *v, const char *field, int64_t *h, int n)
+{
+    char what[64];
+    snprintf(what, sizeof what, "expected an array of %d integers", n);
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != n)
+        return bad(c, field, what);
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v) {
+        if (!is_int(e, -9007199254740992.0, 9007199254740992.0))
+            return bad(c, field, what);
+        h[i++] = (int64_t)e->valuedouble;
+    }
+    return 0;
+}
+
+static int read_split(const rctx *c, const cJSON *o, ds_manifest_split *s)
+{
+    char f[160];
+    int rc = 0;
+    double count;
+    const cJSON *v;
+#define FIELD(key) (snprintf(f, sizeof f, "splits.%s.%s", s->name, key), f)
+    if (!cJSON_IsObject(o))
+        return bad(c, FIELD(""), "expected an object");
+    if ((rc = get_int(c, o, "count", FIELD("count"), 0, 9007199254740992.0, &count)))
+        return rc;
+    s->count = (size_t)count;
+    if (!(v = get(c, o, "shards", FIELD("shards"), &rc)) || (rc = read_strv(c, v, f, &s->shards)))
+        return rc;
+    for (size_t i = 0; i < s->shards.n; i++)
+        if (!s->shards.v[i][0] || strchr(s->shards.v[i], '/'))
+            return bad(c, FIELD("shards"), "expected plain file names inside the shards folder");
+    if (!(v = get(c, o, "conversation_ids", FIELD("conversation_ids"), &rc)) ||
+        (rc = read_strv(c, v, f, &s->conversation_ids)))
+        return rc;
+    if (!(v = get(c, o, "label7_histogram", FIELD("label7_histogram"), &rc)) ||
+        (rc = read_hist(c, v, f, s->label7_hist, 7)))
+        return rc;
+    if (!(v = get(c, o, "label32_histogram", FIELD("label32_histogram"), &rc)) ||
+        (rc = read_hist(c, v, f, s->label32_hist, 32)))
+        return rc;
+#undef FIELD
+    return 0;
+}
+
+static int read_root(const rctx *c, const cJSON *root, ds_manifest *m)
+{
+    int rc = 0;
+    double d;
+    const cJSON *v, *e;
+    char f[160];
+    if (!cJSON_IsObject(root))
+        return bad(c, "(top level)", "expected an object");
+    if ((rc = get_int(c, root, "version", "version", 0, 1e9, &d)))
+        return rc;
+    m->version = (int)d;
+    if (m->version != DS_MANIFEST_VERSION)
+        return check_manifest(m, c->path, DS_SHARD_ECORRUPT, c->err, c->errlen);
+    if ((rc = get_int(c, root, "format_version", "format_version", 1, 65535, &d)))
+        return rc;
+    m->format_version = (int)d;
+    if ((rc = get_str(c, root, "created_by", "created_by", &m->created_by)))
+        return rc;
+
+    if (!(v = get(c, root, "splits", "splits", &rc)))
+        return rc;
+    if (!cJSON_IsObject(v))
+        return bad(c, "splits", "expected an object");
+    cJSON_ArrayForEach(e, v) {
+        ds_manifest_split *s = ds_manifest_add_split(m, e->string);
+        if (!s)
+            return bad(c, "splits", "duplicate split name");
+        if ((rc = read_split(c, e, s)))
+            return rc;
+    }
+
+    const cJSON *sk = get(c, root, "skipped", "skipped", &rc);
+    if (!sk)
+        return rc;
+    if (!(v = get(c, sk, "counts", "skipped.counts", &rc)))
+        return rc;
+    if (!cJSON_IsObject(v))
+        return bad(c, "skipped.counts", "expected an object of counts");
+    cJSON_ArrayForEach(e, v) {
+        snprintf(f, sizeof f, "skipped.counts.%s", e->string);
+        if (!is_int(e, 0, 9007199254740992.0))
+            return bad(c, f, "expected a count >= 0");
+        if (ds_manifest_add_skip(m, e->string, NULL))
+            return fail(c->err, c->errlen, DS_SHARD_ENOMEM, "%s: out of memory", c->path);
+        m->skips[m->n_skips - 1].count = (int64_t)e->valuedouble;
+    }
+    if (!(v = get(c, sk, "lines", "skipped.lines", &rc)) || (rc = read_strv(c, v, "skipped.lines", &m->skip_lines)))
+        return rc;
+
+    if (!(v = get(c, root, "vocabularies", "vocabularies", &rc)))
+        return rc;
+    if (!cJSON_IsObject(v))
+        return bad(c, "vocabularies", "expected an object of string arrays");
+    cJSON_ArrayForEach(e, v) {
+        ds_manifest_vocab *voc = ds_manifest_add_vocab(m, e->string);
+        if (!voc)
+            return bad(c, "vocabularies", "duplicate vocabulary name");
+        snprintf(f, sizeof f, "vocabularies.%s", e->string);
+        if ((rc = read_strv(c, e, f, &voc->items)))
+            return rc;
+    }
+
+    const cJSON *tok = get(c, root, "tokenizer", "tokenizer", &rc);
+    if (!tok)
+        return rc;
+    if (!(v = get(c, tok, "vocab_md5", "tokenizer.vocab_md5", &rc)))
+        return rc;
+    if (!cJSON_IsString(v) || strlen(v->valuestring) != 32)
+        return bad(c, "tokenizer.vocab_md5", "expected a string of 32 hex digits");
+    memcpy(m->vocab_md5, v->valuestring, 33);
+    if ((rc = get_int(c, tok, "utt_max_tokens", "tokenizer.utt_max_tokens", 1, 65535, &d)))
+        return rc;
+    m->utt_max_tokens = (int)d;
+    if ((rc = get_int(c, tok, "ctx_max_tokens", "tokenizer.ctx_max_tokens", 1, 65535, &d)))
+        return rc;
+    m->ctx_max_tokens = (int)d;
+
+    const cJSON *src = get(c, root, "source", "source", &rc);
+    if (!src)
+        return rc;
+    if ((rc = get_str(c, src, "data_dir", "source.data_dir", &m->source_data_dir)) ||
+        (rc = get_str(c, src, "json_file", "source.json_file", &m->source_json)))
+        return rc;
+    return check_manifest(m, c->path, DS_SHARD_ECORRUPT, c->err, c->errlen);
+}
+
+int ds_manifest_read(const char *path, ds_manifest *m, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fail(err, errlen, errno == ENOENT ? DS_SHARD_ENOENT : DS_SHARD_EIO, "%s: cannot open: %s", path,
+                    strerror(errno));
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    int rc = DS_SHARD_OK;
+    for (;;) {
+        if (cap - len < 65536) {
+            char *t = realloc(text, cap = cap ? 2 * cap : 65536 + 1);
+            if (!t) {
+                rc = fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", path);
+                break;
+            }
+            text = t;
+        }
+        size_t got = fread(text + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0) {
+            if (ferror(f))
+                rc = fail(err, errlen, DS_SHARD_EIO, "%s: read failed", path);
+            break;
+        }
+    }
+    fclose(f);
+    if (rc) {
+        free(text);
+        return rc;
+    }
+    text[len] = 0;
+    const char *at = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &at, 0);
+    if (!root) {
+        size_t off = at && at >= text && at <= text + len ? (size_t)(at - text) : len;
+        free(text);
+        return fail(err, errlen, DS_SHARD_ECORRUPT, "%s: not valid JSON (near byte %zu)", path, off);
+    }
+    free(text);
+    rctx c = {path, err, errlen};
+    rc = read_root(&c, root, m);
+    cJSON_Delete(root);
+    return rc;
+}

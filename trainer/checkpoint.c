@@ -1,0 +1,446 @@
+#include "trainer/checkpoint.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "models/safetensors.h"
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int tr_write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        return fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+    int ok = fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int saved = errno;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return fail(err, errlen, "%s: write failed: %s", path, strerror(ok ? errno : saved));
+    }
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = 0;
+    if (fsync_path(slash ? dir : ".", O_RDONLY | O_DIRECTORY) != 0)
+        return fail(err, errlen, "%s: cannot fsync its directory: %s", path, strerror(errno));
+    return 0;
+}
+
+static st_dtype st_of(tc_dtype d)
+{
+    switch (d) {
+    case TC_BF16: return ST_BF16;
+    case TC_F16: return ST_F16;
+    case TC_I64: return ST_I64;
+    case TC_I32: return ST_I32;
+    case TC_I16: return ST_I16;
+    case TC_U8: return ST_U8;
+    case TC_BOOL: return ST_BOOL;
+    default: return ST_F32;
+    }
+}
+
+/* Describes t for the writer; copies to host only when t is not already contiguous CPU memory. */
+static int describe(tc_tensor *t, const char *name, st_tensor *out, void **owned)
+{
+    *owned = NULL;
+    out->name = name;
+    out->dtype = st_of(tc_dtype_of(t));
+    out->ndim = tc_ndim(t);
+    for (int d = 0; d < out->ndim; d++)
+        out->shape[d] = tc_size(t, d);
+    out->nbytes = (size_t)tc_numel(t) * tc_dtype_size(tc_dtype_of(t));
+    out->data = tc_data_ptr(t);
+    if (out->data)
+        return 0;
+    *owned = malloc(out->nbytes ? out->nbytes : 1);
+    if (!*owned || tc_copy_to_host(t, *owned, out->nbytes) != TC_OK)
+        return -1;
+    out->data = *owned;
+    return 0;
+}
+
+static int write_tensors(const char *path, tc_tensor *const *ts, const char *const *names, int n, char *err,
+                         size_t errlen)
+{
+    st_tensor *v = calloc((size_t)n + 1, sizeof *v);
+    void **owned = calloc((size_t)n + 1, sizeof *owned);
+    int rc = (!v || !owned) ? fail(err, errlen, "%s: out of memory", path) : 0;
+    for (int i = 0; rc == 0 && i < n; i++)
+        if (describe(ts[i], names[i], &v[i], &owned[i]) != 0)
+            rc = fail(err, errlen, "%s: cannot read tensor '%s': %s", path, names[i], tc_last_error());
+    if (rc == 0)
+        rc = st_write(path, v, (size_t)n, NULL, 0, err, errlen);
+    for (int i = 0; owned && i < n; i++)
+        free(owned[i]);
+    free(owned);
+    free(v);
+    return rc;
+}
+
+/* The checkpoint names of a parameter's two AdamW moments. */
+static int moment_names(const char *param, char **avg, char **avg_sq)
+{
+    size_t l = strlen(param) + 16;
+    *avg = malloc(l);
+    *avg_sq = malloc(l);
+    if (!*avg || !*avg_sq)
+        return -1;
+    snprintf(*avg, l, "exp_avg.%s", param);
+    snprintf(*avg_sq, l, "exp_avg_sq.%s", param);
+    return 0;
+}
+
+static char *state_json(const tr_ckpt_state *st, const char *config_json)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "version", 1);
+    cJSON_AddNumberToObject(j, "step", (double)st->step);
+    cJSON *s = cJSON_AddObjectToObject(j, "sampler");
+    cJSON_AddNumberToObject(s, "epoch", (double)st->sampler_epoch);
+    cJSON_AddNumberToObject(s, "consumed", (double)st->sampler_consumed);
+    cJSON_AddNumberToObject(j, "world_size", st->world_size);
+    cJSON_AddStringToObject(j, "model_hash", st->model_hash);
+    cJSON_AddNumberToObject(j, "best_val_acc", st->best_val_acc);
+    cJSON_AddNumberToObject(j, "best_step", (double)st->best_step);
+    cJSON *rng = cJSON_AddArrayToObject(j, "rng");
+    for (int i = 0; i < st->n_rng; i++)
+        cJSON_AddItemToArray(rng, cJSON_CreateString(st->rng_hex[i]));
+    cJSON *cfg = cJSON_Parse(config_json);
+    if (cfg)
+        cJSON_AddItemToObject(j, "config", cfg);
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    return text;
+}
+
+/* Removes a folder's files, then the folder (checkpoint folders hold no subfolders). */
+static void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char p[4200];
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    closedir(d);
+    rmdir(dir);
+}
+
+static int is_complete(const char *ckdir, const char *name)
+{
+    char p[4200];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/%s/COMPLETE", ckdir, name);
+    return stat(p, &sb) == 0;
+}
+
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Complete checkpoint folder names of ckdir, sorted oldest first; incomplete ones are removed when
+ * sweep is set (an interrupted save). */
+static int list_checkpoints(const char *ckdir, char ***names, int sweep)
+{
+    *names = NULL;
+    DIR *d = opendir(ckdir);
+    if (!d)
+        return errno == ENOENT ? 0 : -1;
+    int n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "step-", 5))
+            continue;
+        if (!strstr(e->d_name, ".tmp") && is_complete(ckdir, e->d_name)) {
+            if (n == cap) {
+                cap = cap ? 2 * cap : 16;
+                *names = realloc(*names, (size_t)cap * sizeof **names);
+            }
+            (*names)[n++] = strdup(e->d_name);
+        } else if (sweep) {
+            char p[4200];
+            snprintf(p, sizeof p, "%s/%s", ckdir, e->d_name);
+            remove_dir(p);
+        }
+    }
+    closedir(d);
+    if (n)
+        qsort(*names, (size_t)n, sizeof **names, cmp_names);
+    return n;
+}
+
+static void free_names(char **names, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+int tr_ckpt_save(const char *run_dir, const tr_ckpt_state *st, const mp_params *ps, const tr_adamw *o,
+                 const char *config_json, int keep_last, char *err, size_t errlen)
+{
+    char ckdir[4096], tmp[4200], final[4200], p[4300];
+    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", run_dir);
+    if (mkdir(ckdir, 0755) != 0 && errno != EEXIST)
+        return fail(err, errlen, "%s: cannot create: %s", ckdir, strerror(errno));
+    char **old;
+    int n_old = list_checkpoints(ckdir, &old, 1);
+    free_names(old, n_old > 0 ? n_old : 0);
+
+    snprintf(final, sizeof final, "%s/step-%08lld", ckdir, (long long)st->step);
+    snprintf(tmp, sizeof tmp, "%s.tmp", final);
+    remove_dir(tmp);
+    if (mkdir(tmp, 0755) != 0)
+        return fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+
+    const char **names = calloc((size_t)ps->n * 2 + 1, sizeof *names);
+    char **owned = calloc((size_t)ps->n * 2 + 1, sizeof *owned);
+    tc_tensor **ts = calloc((size_t)ps->n * 2 + 1, sizeof *ts);
+    int rc = (!names || !owned || !ts) ? fail(err, errlen, "checkpoint: out of memory") : 0;
+    for (int i = 0; rc == 0 && i < ps->n; i++) {
+        names[i] = ps->v[i].name;
+        ts[i] = ps->v[i].t;
+    }
+    snprintf(p, sizeof p, "%s/model.safetensors", tmp);
+    if (rc == 0)
+        rc = write_tensors(p, ts, names, ps->n, err, errlen);
+    for (int i = 0; rc == 0 && i < ps->n; i++) {
+        if (moment_names(ps->v[i].name, &owned[2 * i], &owned[2 * i + 1]) != 0) {
+            rc = fail(err, errlen, "checkpoint: out of memory");
+            break;
+        }
+        names[2 * i] = owned[2 * i];
+        names[2 * i + 1] = owned[2 * i + 1];
+        ts[2 * i] = o->exp_avg[i];
+        ts[2 * i + 1] = o->exp_avg_sq[i];
+    }
+    snprintf(p, sizeof p, "%s/optim.safetensors", tmp);
+    if (rc == 0)
+        rc = write_tensors(p, ts, names, 2 * ps->n, err, errlen);
+    for (int i = 0; owned && i < 2 * ps->n; i++)
+        free(owned[i]);
+    free(owned);
+    free(names);
+    free(ts);
+
+    if (rc == 0) {
+        char *text = state_json(st, config_json);
+        snprintf(p, sizeof p, "%s/state.json", tmp);
+        rc = text ? tr_write_file_atomic(p, text, strlen(text), err, errlen)
+                  : fail(err, errlen, "checkpoint: out of memory");
+        free(text);
+    }
+    if (rc == 0) {
+        remove_dir(final);
+        if (rename(tmp, final) != 0 || fsync_path(ckdir, O_RDONLY | O_DIRECTORY) != 0)
+            rc = fail(err, errlen, "%s: cannot publish: %s", final, strerror(errno));
+    }
+    if (rc != 0) {
+        remove_dir(tmp);
+        return rc;
+    }
+    snprintf(p, sizeof p, "%s/COMPLETE", final);
+    char marker[64];
+    int ml = snprintf(marker, sizeof marker, "step %lld\n", (long long)st->step);
+    if (tr_write_file_atomic(p, marker, (size_t)ml, err, errlen) != 0)
+        return -1;
+
+    int n = list_checkpoints(ckdir, &old, 0);
+    for (int i = 0; i + keep_last < n; i++) {
+        snprintf(p, sizeof p, "%s/%s", ckdir, old[i]);
+        remove_dir(p);
+    }
+    free_names(old, n > 0 ? n : 0);
+    return 0;
+}
+
+int tr_ckpt_find_latest(const char *run_dir, char *out, size_t outlen, char *err, size_t errlen)
+{
+    char ckdir[4096];
+    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", run_dir);
+    char **names;
+    int n = list_checkpoints(ckdir, &names, 0);
+    if (n < 0)
+        return fail(err, errlen, "%s: cannot list: %s", ckdir, strerror(errno));
+    if (n > 0)
+        snprintf(out, outlen, "%s/%s", ckdir, names[n - 1]);
+    free_names(names, n);
+    return n > 0;
+}
+
+static int load_tensor(const st_file *f, const char *path, const char *name, tc_tensor *dst, char *err,
+                       size_t errlen)
+{
+    const st_tensor *t = st_find(f, name);
+    if (!t)
+        return fail(err, errlen, "%s: tensor '%s' is missing", path, name);
+    int ok = t->dtype == st_of(tc_dtype_of(dst)) && t->ndim == tc_ndim(dst);
+    for (int d = 0; ok && d < t->ndim; d++)
+        ok = t->shape[d] == tc_size(dst, d);
+    if (!ok)
+        return fail(err, errlen, "%s: tensor '%s' has another shape or dtype than the model's", path, name);
+    tc_scope *s = tc_scope_begin();
+    tc_tensor *src = tc_from_blob((void *)(uintptr_t)t->data, t->shape, t->ndim, tc_dtype_of(dst));
+    int grad_was = tc_grad_enabled_set(0);
+    int rc = src ? tc_copy_(dst, src) : TC_EINVAL;
+    tc_grad_enabled_set(grad_was);
+    int end = tc_scope_end(s);
+    if (rc != TC_OK || end != TC_OK)
+        return fail(err, errlen, "%s: cannot load tensor '%s': %s", path, name, tc_last_error());
+    return 0;
+}
+
+static int load_file(const char *path, int n, const char *const *names, tc_tensor *const *dst, char *err,
+                     size_t errlen)
+{
+    st_file *f;
+    if (st_open(path, &f, err, errlen) != 0)
+        return -1;
+    int rc = 0;
+    if ((int)st_count(f) != n)
+        rc = fail(err, errlen, "%s: %zu tensors where the model has %d", path, st_count(f), n);
+    for (int i = 0; rc == 0 && i < n; i++)
+        rc = load_tensor(f, path, names[i], dst[i], err, errlen);
+    st_close(f);
+    return rc;
+}
+
+static int parse_state(const char *path, tr_ckpt_state *st, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    char *text = NULL;
+    size_t len = 0, cap = 0, got;
+    char buf[65536];
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+        if (len + got + 1 > cap) {
+            cap = (len + got + 1) * 2;
+            text = realloc(text, cap);
+        }
+        memcpy(text + len, buf, got);
+        len += got;
+    }
+    fclose(f);
+    cJSON *j = text ? cJSON_ParseWithLength(text, len) : NULL;
+    free(text);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return fail(err, errlen, "%s: malformed JSON", path);
+    }
+    const cJSON *step = cJSON_GetObjectItem(j, "step"), *sam = cJSON_GetObjectItem(j, "sampler");
+    const cJSON *ep = cJSON_GetObjectItem(sam, "epoch"), *co = cJSON_GetObjectItem(sam, "consumed");
+    const cJSON *ws = cJSON_GetObjectItem(j, "world_size"), *mh = cJSON_GetObjectItem(j, "model_hash");
+    const cJSON *rng = cJSON_GetObjectItem(j, "rng");
+    const char *bad = !cJSON_IsNumber(step) ? "step"
+                      : !cJSON_IsNumber(ep) ? "sampler.epoch"
+                      : !cJSON_IsNumber(co) ? "sampler.consumed"
+                      : !cJSON_IsNumber(ws) ? "world_size"
+                      : !cJSON_IsString(mh) ? "model_hash"
+                      : !cJSON_IsArray(rng) ? "rng" : NULL;
+    if (bad) {
+        cJSON_Delete(j);
+        return fail(err, errlen, "%s: field '%s' missing or of the wrong type", path, bad);
+    }
+    st->step = (int64_t)step->valuedouble;
+    st->sampler_epoch = (uint64_t)ep->valuedouble;
+    st->sampler_consumed = (uint64_t)co->valuedouble;
+    st->world_size = ws->valueint;
+    snprintf(st->model_hash, sizeof st->model_hash, "%s", mh->valuestring);
+    const cJSON *b = cJSON_GetObjectItem(j, "best_val_acc"), *bs = cJSON_GetObjectItem(j, "best_step");
+    st->best_val_acc = cJSON_IsNumber(b) ? b->valuedouble : 0;
+    st->best_step = cJSON_IsNumber(bs) ? (int64_t)bs->valuedouble : 0;
+    st->n_rng = cJSON_GetArraySize(rng);
+    st->rng_hex = calloc((size_t)st->n_rng + 1, sizeof *st->rng_hex);
+    for (int i = 0; i < st->n_rng; i++) {
+        const cJSON *r = cJSON_GetArrayItem(rng, i);
+        st->rng_hex[i] = strdup(cJSON_IsString(r) ? r->valuestring : "");
+    }
+    cJSON_Delete(j);
+    return 0;
+}
+
+int tr_ckpt_load(const char *dir, tr_ckpt_state *st, mp_params *ps, tr_adamw *o, char *err, size_t errlen)
+{
+    char p[4200];
+    memset(st, 0, sizeof *st);
+    snprintf(p, sizeof p, "%s/state.json", dir);
+    if (parse_state(p, st, err, errlen) != 0)
+        return -1;
+    const char **names = calloc((size_t)ps->n * 2 + 1, sizeof *names);
+    char **owned = calloc((size_t)ps->n * 2 + 1, sizeof *owned);
+    tc_tensor **dst = calloc((size_t)ps->n * 2 + 1, sizeof *dst);
+    int rc = (!names || !owned || !dst) ? fail(err, errlen, "checkpoint: out of memory") : 0;
+    for (int i = 0; rc == 0 && i < ps->n; i++) {
+        names[i] = ps->v[i].name;
+        dst[i] = ps->v[i].t;
+    }
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    if (rc == 0)
+        rc = load_file(p, ps->n, names, dst, err, errlen);
+    for (int i = 0; rc == 0 && i < ps->n; i++) {
+        if (moment_names(ps->v[i].name, &owned[2 * i], &owned[2 * i + 1]) != 0) {
+            rc = fail(err, errlen, "checkpoint: out of memory");
+            break;
+        }
+        names[2 * i] = owned[2 * i];
+        names[2 * i + 1] = owned[2 * i + 1];
+        dst[2 * i] = o->exp_avg[i];
+        dst[2 * i + 1] = o->exp_avg_sq[i];
+    }
+    snprintf(p, sizeof p, "%s/optim.safetensors", dir);
+    if (rc == 0)
+        rc = load_file(p, 2 * ps->n, names, dst, err, errlen);
+    if (rc == 0)
+        o->step = st->step;
+    for (int i = 0; owned && i < 2 * ps->n; i++)
+        free(owned[i]);
+    free(owned);
+    free(names);
+    free(dst);
+    if (rc != 0)
+        tr_ckpt_state_free(st);
+    return rc;
+}
+
+void tr_ckpt_state_free(tr_ckpt_state *st)
+{
+    for (int i = 0; i < st->n_rng; i++)
+        free(st->rng_hex[i]);
+    free(st->rng_hex);
+    st->rng_hex = NULL;
+    st->n_rng = 0;
+}
