@@ -1,0 +1,915 @@
+/* torch_c: the C binding of libtorch (see torch_c.h for the contract).
+ *
+ * Every entry point catches every C++ exception: errors become an int code (calls) or a NULL
+ * plus a status recorded in the current scope (ops), with the message in a thread-local buffer.
+ * Tensors are heap wrappers linked into their scope's list, so moving one between scopes and
+ * freeing a scope are O(1) per tensor. */
+#include "models/torch_c.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
+#include <torch/version.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+struct tc_tensor {
+    at::Tensor t;
+    tc_scope *owner = nullptr;
+    tc_tensor *prev = nullptr;
+    tc_tensor *next = nullptr;
+    /* Gradient hooks hold this flag, not the handle, so a hook still in a graph after its
+     * handle died does nothing instead of touching freed memory. */
+    std::shared_ptr<std::atomic<bool>> alive;
+    /* The accumulator keeps the hooks; autograd itself holds it only weakly. */
+    std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;
+    ~tc_tensor() {
+        if (alive) *alive = false;
+    }
+};
+
+struct tc_scope {
+    tc_tensor *head = nullptr;
+    int status = TC_OK;
+};
+
+struct tc_generator {
+    at::Generator g;
+};
+
+namespace {
+
+struct op_error {
+    int code;
+    std::string msg;
+};
+
+thread_local std::vector<tc_scope *> scope_stack;
+thread_local char last_error[512];
+
+[[noreturn]] void fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fail(int code, const char *fmt, ...) {
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    throw op_error{code, buf};
+}
+
+void set_error(const char *where, const char *msg) {
+    size_t n = strcspn(msg, "\n");
+    snprintf(last_error, sizeof last_error, "%s: %.*s", where, (int)n, msg);
+}
+
+/* Maps the exception in flight to a code and the thread's message. */
+int catch_current(const char *where) {
+    try {
+        throw;
+    } catch (const op_error &e) {
+        set_error(where, e.msg.c_str());
+        return e.code;
+    } catch (const c10::OutOfMemoryError &e) {
+        set_error(where, e.what_without_backtrace());
+        return TC_ENOMEM;
+    } catch (const c10::Error &e) {
+        set_error(where, e.what_without_backtrace());
+        return TC_ETORCH;
+    } catch (const std::bad_alloc &) {
+        set_error(where, "out of memory");
+        return TC_ENOMEM;
+    } catch (const std::exception &e) {
+        set_error(where, e.what());
+        return TC_ETORCH;
+    } catch (...) {
+        set_error(where, "unknown C++ exception");
+        return TC_ETORCH;
+    }
+}
+
+tc_scope *top() { return scope_stack.empty() ? nullptr : scope_stack.back(); }
+
+void link(tc_scope *s, tc_tensor *t) {
+    t->owner = s;
+    t->prev = nullptr;
+    t->next = s->head;
+    if (s->head) s->head->prev = t;
+    s->head = t;
+}
+
+void unlink(tc_tensor *t) {
+    if (t->prev) t->prev->next = t->next;
+    else t->owner->head = t->next;
+    if (t->next) t->next->prev = t->prev;
+    t->owner = nullptr;
+    t->prev = t->next = nullptr;
+}
+
+void record(tc_scope *s, int code) {
+    if (s && s->status == TC_OK) s->status = code;
+}
+
+/* Runs an op: NULL when no scope, when the scope already failed, or when a required input is
+ * NULL; otherwise the result lives in the scope on top of the stack. An undefined result (an
+ * absent gradient) is NULL without an error. */
+template <class F>
+tc_tensor *run_op(const char *name, std::initializer_list<const tc_tensor *> inputs, F f) {
+    tc_scope *s = top();
+    if (!s) {
+        set_error(name, "no scope entered (tc_scope_begin or tc_scope_enter first)");
+        return nullptr;
+    }
+    if (s->status != TC_OK) return nullptr;
+    int i = 0;
+    for (const tc_tensor *in : inputs) {
+        if (!in) {
+            char msg[64];
+            snprintf(msg, sizeof msg, "input %d is NULL", i);
+            set_error(name, msg);
+            s->status = TC_EINVAL;
+            return nullptr;
+        }
+        i++;
+    }
+    try {
+        at::Tensor r = f();
+        if (!r.defined()) return nullptr;
+        tc_tensor *t = new tc_tensor;
+        t->t = std::move(r);
+        link(s, t);
+        return t;
+    } catch (...) {
+        s->status = catch_current(name);
+        return nullptr;
+    }
+}
+
+/* Runs a call that returns a code. */
+template <class F> int run_call(const char *name, F f) {
+    try {
+        f();
+        return TC_OK;
+    } catch (...) {
+        return catch_current(name);
+    }
+}
+
+const at::Tensor &need(const tc_tensor *t, const char *what) {
+    if (!t) fail(TC_EINVAL, "%s is NULL", what);
+    return t->t;
+}
+
+c10::optional<at::Tensor> opt(const tc_tensor *t) {
+    if (!t) return c10::optional<at::Tensor>();
+    return c10::optional<at::Tensor>(t->t);
+}
+
+at::IntArrayRef dims(const int64_t *shape, int ndim) {
+    if (ndim < 0 || ndim > TC_MAX_DIMS) fail(TC_EINVAL, "ndim %d outside 0..%d", ndim, TC_MAX_DIMS);
+    if (ndim > 0 && !shape) fail(TC_EINVAL, "shape is NULL with ndim %d", ndim);
+    return at::IntArrayRef(shape, (size_t)ndim);
+}
+
+at::ScalarType scalar_type(tc_dtype d) {
+    switch (d) {
+    case TC_F32: return at::kFloat;
+    case TC_BF16: return at::kBFloat16;
+    case TC_F16: return at::kHalf;
+    case TC_I64: return at::kLong;
+    case TC_I32: return at::kInt;
+    case TC_I16: return at::kShort;
+    case TC_U8: return at::kByte;
+    case TC_BOOL: return at::kBool;
+    }
+    fail(TC_EINVAL, "unknown dtype %d", (int)d);
+}
+
+int cuda_count() { return at::hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0; }
+
+at::Device device(tc_device d) {
+    if (d.type == TC_CPU) return at::Device(at::kCPU);
+    if (d.type != TC_CUDA) fail(TC_EINVAL, "unknown device type %d", (int)d.type);
+    int n = cuda_count();
+    if (d.index < 0 || d.index >= n)
+        fail(TC_ENODEV, "CUDA device %d does not exist (libtorch sees %d CUDA devices)", d.index, n);
+    return at::Device(at::kCUDA, (c10::DeviceIndex)d.index);
+}
+
+at::TensorOptions options(tc_dtype dt, tc_device dev) {
+    return at::TensorOptions().dtype(scalar_type(dt)).device(device(dev));
+}
+
+at::Tensor bool_mask(const at::Tensor &m) { return m.scalar_type() == at::kBool ? m : m.ne(0); }
+
+std::vector<at::Tensor> tensor_list(tc_tensor *const *ts, int n) {
+    if (n < 1 || !ts) fail(TC_EINVAL, "needs at least one tensor (n = %d)", n);
+    std::vector<at::Tensor> v;
+    v.reserve((size_t)n);
+    for (int i = 0; i < n; i++) {
+        if (!ts[i]) fail(TC_EINVAL, "tensor %d of %d is NULL", i, n);
+        v.push_back(ts[i]->t);
+    }
+    return v;
+}
+
+struct grad_ready_hook : torch::autograd::FunctionPostHook {
+    tc_grad_ready_fn fn;
+    void *user;
+    tc_tensor *param;
+    std::shared_ptr<std::atomic<bool>> alive;
+    grad_ready_hook(tc_grad_ready_fn f, void *u, tc_tensor *p, std::shared_ptr<std::atomic<bool>> a)
+        : fn(f), user(u), param(p), alive(std::move(a)) {}
+    torch::autograd::variable_list operator()(const torch::autograd::variable_list &outputs,
+                                              const torch::autograd::variable_list &) override {
+        if (*alive) fn(user, param);
+        return outputs;
+    }
+};
+
+} // namespace
+
+extern "C" {
+
+const char *tc_last_error(void) { return last_error; }
+
+const char *tc_strerror(int rc) {
+    switch (rc) {
+    case TC_OK: return "success";
+    case TC_EINVAL: return "invalid argument";
+    case TC_ETORCH: return "libtorch error";
+    case TC_ENOMEM: return "out of memory";
+    case TC_ESTATE: return "wrong call order";
+    case TC_ENODEV: return "no such device";
+    }
+    return "unknown error code";
+}
+
+/* ---- Scopes ---- */
+
+tc_scope *tc_scope_begin(void) {
+    tc_scope *s = tc_scope_new();
+    if (s && tc_scope_enter(s) != TC_OK) {
+        delete s;
+        return nullptr;
+    }
+    return s;
+}
+
+static void free_tensors(tc_scope *s) {
+    while (s->head) {
+        tc_tensor *t = s->head;
+        unlink(t);
+        delete t;
+    }
+}
+
+int tc_scope_end(tc_scope *s) {
+    int rc = tc_scope_leave(s);
+    if (rc != TC_OK) return rc;
+    rc = s->status;
+    free_tensors(s);
+    delete s;
+    return rc;
+}
+
+tc_scope *tc_scope_new(void) {
+    tc_scope *s = new (std::nothrow) tc_scope;
+    if (!s) set_error("tc_scope_new", "out of memory");
+    return s;
+}
+
+int tc_scope_enter(tc_scope *s) {
+    return run_call("tc_scope_enter", [&] {
+        if (!s) fail(TC_EINVAL, "scope is NULL");
+        for (tc_scope *o : scope_stack)
+            if (o == s) fail(TC_ESTATE, "scope is already on this thread's stack");
+        scope_stack.push_back(s);
+    });
+}
+
+int tc_scope_leave(tc_scope *s) {
+    if (!s) {
+        set_error("tc_scope_leave", "scope is NULL");
+        return TC_EINVAL;
+    }
+    if (top() != s) {
+        set_error("tc_scope_leave", "scope is not on top of this thread's stack");
+        return TC_ESTATE;
+    }
+    scope_stack.pop_back();
+    return TC_OK;
+}
+
+void tc_scope_free(tc_scope *s) {
+    if (!s) return;
+    for (size_t i = scope_stack.size(); i-- > 0;)
+        if (scope_stack[i] == s) scope_stack.erase(scope_stack.begin() + (long)i);
+    free_tensors(s);
+    delete s;
+}
+
+int tc_scope_status(const tc_scope *s) { return s ? s->status : TC_EINVAL; }
+
+void tc_scope_clear_error(tc_scope *s) {
+    if (s) s->status = TC_OK;
+}
+
+tc_tensor *tc_keep(tc_tensor *t) {
+    if (!t) return nullptr;
+    tc_scope *from = t->owner, *dst = nullptr;
+    size_t i = scope_stack.size();
+    while (i > 0 && scope_stack[i - 1] != from) i--;
+    if (i > 1) dst = scope_stack[i - 2];
+    else if (i == 0) dst = top();
+    if (!dst) {
+        set_error("tc_keep", i == 1 ? "the tensor's scope has no parent on the stack"
+                                    : "no scope on the stack to receive the tensor");
+        record(from, TC_ESTATE);
+        return nullptr;
+    }
+    return tc_move_to(t, dst);
+}
+
+tc_tensor *tc_move_to(tc_tensor *t, tc_scope *dst) {
+    if (!t || !dst) return nullptr;
+    unlink(t);
+    link(dst, t);
+    return t;
+}
+
+/* ---- Creation and host memory ---- */
+
+tc_tensor *tc_from_blob(void *data, const int64_t *shape, int ndim, tc_dtype dtype) {
+    return run_op("tc_from_blob", {}, [&] {
+        if (!data) fail(TC_EINVAL, "data is NULL");
+        return at::from_blob(data, dims(shape, ndim), at::TensorOptions().dtype(scalar_type(dtype)));
+    });
+}
+
+tc_tensor *tc_from_data(const void *data, const int64_t *shape, int ndim, tc_dtype dtype) {
+    return run_op("tc_from_data", {}, [&] {
+        if (!data) fail(TC_EINVAL, "data is NULL");
+        return at::from_blob(const_cast<void *>(data), dims(shape, ndim),
+                             at::TensorOptions().dtype(scalar_type(dtype)))
+            .clone();
+    });
+}
+
+tc_tensor *tc_empty(const int64_t *shape, int ndim, tc_dtype dtype, tc_device dev) {
+    return run_op("tc_empty", {}, [&] { return at::empty(dims(shape, ndim), options(dtype, dev)); });
+}
+
+tc_tensor *tc_zeros(const int64_t *shape, int ndim, tc_dtype dtype, tc_device dev) {
+    return run_op("tc_zeros", {}, [&] { return at::zeros(dims(shape, ndim), options(dtype, dev)); });
+}
+
+tc_tensor *tc_ones(const int64_t *shape, int ndim, tc_dtype dtype, tc_device dev) {
+    return run_op("tc_ones", {}, [&] { return at::ones(dims(shape, ndim), options(dtype, dev)); });
+}
+
+tc_tensor *tc_full(const int64_t *shape, int ndim, double value, tc_dtype dtype, tc_device dev) {
+    return run_op("tc_full", {},
+                  [&] { return at::full(dims(shape, ndim), value, options(dtype, dev)); });
+}
+
+tc_tensor *tc_arange(int64_t n, tc_dtype dtype, tc_device dev) {
+    return run_op("tc_arange", {}, [&] { return at::arange(n, options(dtype, dev)); });
+}
+
+static at::TensorOptions random_options(tc_generator *gen) {
+    at::TensorOptions o = at::TensorOptions().dtype(at::kFloat);
+    return gen ? o.device(gen->g.device()) : o;
+}
+
+static c10::optional<at::Generator> gen_of(tc_generator *gen) {
+    return gen ? c10::optional<at::Generator>(gen->g) : c10::optional<at::Generator>();
+}
+
+tc_tensor *tc_rand_uniform(const int64_t *shape, int ndim, double lo, double hi, tc_generator *gen) {
+    return run_op("tc_rand_uniform", {}, [&] {
+        return at::empty(dims(shape, ndim), random_options(gen)).uniform_(lo, hi, gen_of(gen));
+    });
+}
+
+tc_tensor *tc_randn(const int64_t *shape, int ndim, double mean, double std, tc_generator *gen) {
+    return run_op("tc_randn", {}, [&] {
+        return at::empty(dims(shape, ndim), random_options(gen)).normal_(mean, std, gen_of(gen));
+    });
+}
+
+tc_tensor *tc_to_dtype(tc_tensor *t, tc_dtype dtype) {
+    return run_op("tc_to_dtype", {t}, [&] { return t->t.to(scalar_type(dtype)); });
+}
+
+tc_tensor *tc_to_device(tc_tensor *t, tc_device dev) {
+    return run_op("tc_to_device", {t}, [&] { return t->t.to(device(dev)); });
+}
+
+tc_tensor *tc_contiguous(tc_tensor *t) {
+    return run_op("tc_contiguous", {t}, [&] { return t->t.contiguous(); });
+}
+
+tc_tensor *tc_clone(tc_tensor *t) {
+    return run_op("tc_clone", {t}, [&] { return t->t.clone(); });
+}
+
+tc_tensor *tc_detach(tc_tensor *t) {
+    return run_op("tc_detach", {t}, [&] { return t->t.detach(); });
+}
+
+int tc_copy_to_host(const tc_tensor *t, void *dst, size_t nbytes) {
+    return run_call("tc_copy_to_host", [&] {
+        const at::Tensor &x = need(t, "tensor");
+        if (!dst) fail(TC_EINVAL, "destination is NULL");
+        size_t want = (size_t)x.numel() * x.element_size();
+        if (nbytes != want) fail(TC_EINVAL, "buffer holds %zu bytes, tensor needs %zu", nbytes, want);
+        at::Tensor c = x.detach().to(at::kCPU).contiguous();
+        if (want) memcpy(dst, c.data_ptr(), want);
+    });
+}
+
+void *tc_data_ptr(const tc_tensor *t) {
+    if (!t || !t->t.defined() || !t->t.is_cpu() || !t->t.is_contiguous()) return nullptr;
+    return t->t.data_ptr();
+}
+
+int tc_copy_(tc_tensor *dst, const tc_tensor *src) {
+    return run_call("tc_copy_", [&] {
+        const at::Tensor &d = need(dst, "destination"), &s = need(src, "source");
+        if (d.sizes() != s.sizes()) fail(TC_EINVAL, "shapes differ");
+        at::NoGradGuard no_grad;
+        d.copy_(s);
+    });
+}
+
+int tc_ndim(const tc_tensor *t) { return t ? (int)t->t.dim() : -1; }
+
+int64_t tc_size(const tc_tensor *t, int dim) {
+    if (!t) return -1;
+    int64_t n = t->t.dim();
+    int64_t d = dim < 0 ? dim + n : dim;
+    return d >= 0 && d < n ? t->t.size(d) : -1;
+}
+
+int64_t tc_numel(const tc_tensor *t) { return t ? t->t.numel() : -1; }
+
+tc_dtype tc_dtype_of(const tc_tensor *t) {
+    if (!t) return TC_F32;
+    switch (t->t.scalar_type()) {
+    case at::kBFloat16: return TC_BF16;
+    case at::kHalf: return TC_F16;
+    case at::kLong: return TC_I64;
+    case at::kInt: return TC_I32;
+    case at::kShort: return TC_I16;
+    case at::kByte: return TC_U8;
+    case at::kBool: return TC_BOOL;
+    default: return TC_F32;
+    }
+}
+
+tc_device tc_device_of(const tc_tensor *t) {
+    tc_device d = {TC_CPU, 0};
+    if (t && t->t.is_cuda()) {
+        d.type = TC_CUDA;
+        d.index = t->t.get_device();
+    }
+    return d;
+}
+
+size_t tc_dtype_size(tc_dtype dtype) {
+    switch (dtype) {
+    case TC_F32: case TC_I32: return 4;
+    case TC_BF16: case TC_F16: case TC_I16: return 2;
+    case TC_I64: return 8;
+    case TC_U8: case TC_BOOL: return 1;
+    }
+    return 0;
+}
+
+double tc_item(const tc_tensor *t) {
+    double v = NAN;
+    run_call("tc_item", [&] { v = need(t, "tensor").item<double>(); });
+    return v;
+}
+
+/* ---- Views and joins ---- */
+
+tc_tensor *tc_reshape(tc_tensor *t, const int64_t *shape, int ndim) {
+    return run_op("tc_reshape", {t}, [&] { return t->t.reshape(dims(shape, ndim)); });
+}
+
+tc_tensor *tc_permute(tc_tensor *t, const int64_t *d, int ndim) {
+    return run_op("tc_permute", {t}, [&] { return t->t.permute(dims(d, ndim)); });
+}
+
+tc_tensor *tc_transpose(tc_tensor *t, int d0, int d1) {
+    return run_op("tc_transpose", {t}, [&] { return t->t.transpose(d0, d1); });
+}
+
+tc_tensor *tc_slice(tc_tensor *t, int dim, int64_t start, int64_t end, int64_t step) {
+    return run_op("tc_slice", {t}, [&] { return t->t.slice(dim, start, end, step); });
+}
+
+tc_tensor *tc_select(tc_tensor *t, int dim, int64_t index) {
+    return run_op("tc_select", {t}, [&] { return t->t.select(dim, index); });
+}
+
+tc_tensor *tc_narrow(tc_tensor *t, int dim, int64_t start, int64_t length) {
+    return run_op("tc_narrow", {t}, [&] { return t->t.narrow(dim, start, length); });
+}
+
+tc_tensor *tc_cat(tc_tensor *const *ts, int n, int dim) {
+    return run_op("tc_cat", {}, [&] { return at::cat(tensor_list(ts, n), dim); });
+}
+
+tc_tensor *tc_stack(tc_tensor *const *ts, int n, int dim) {
+    return run_op("tc_stack", {}, [&] { return at::stack(tensor_list(ts, n), dim); });
+}
+
+tc_tensor *tc_expand(tc_tensor *t, const int64_t *shape, int ndim) {
+    return run_op("tc_expand", {t}, [&] { return t->t.expand(dims(shape, ndim)); });
+}
+
+tc_tensor *tc_unsqueeze(tc_tensor *t, int dim) {
+    return run_op("tc_unsqueeze", {t}, [&] { return t->t.unsqueeze(dim); });
+}
+
+tc_tensor *tc_squeeze(tc_tensor *t, int dim) {
+    return run_op("tc_squeeze", {t}, [&] { return t->t.squeeze(dim); });
+}
+
+tc_tensor *tc_gather(tc_tensor *t, int dim, tc_tensor *index) {
+    return run_op("tc_gather", {t, index}, [&] { return at::gather(t->t, dim, index->t); });
+}
+
+tc_tensor *tc_index_select(tc_tensor *t, int dim, tc_tensor *index) {
+    return run_op("tc_index_select", {t, index}, [&] { return at::index_select(t->t, dim, index->t); });
+}
+
+/* ---- Elementwise ---- */
+
+#define TC_BINARY(name, expr)                                                                     \
+    tc_tensor *name(tc_tensor *a, tc_tensor *b) {                                                 \
+        return run_op(#name, {a, b}, [&] { return expr; });                                       \
+    }
+#define TC_UNARY(name, expr)                                                                      \
+    tc_tensor *name(tc_tensor *a) { return run_op(#name, {a}, [&] { return expr; }); }
+
+TC_BINARY(tc_add, a->t + b->t)
+TC_BINARY(tc_sub, a->t - b->t)
+TC_BINARY(tc_mul, a->t * b->t)
+TC_BINARY(tc_div, a->t / b->t)
+TC_BINARY(tc_eq, at::eq(a->t, b->t))
+TC_BINARY(tc_matmul, at::matmul(a->t, b->t))
+TC_BINARY(tc_bmm, at::bmm(a->t, b->t))
+TC_UNARY(tc_neg, at::neg(a->t))
+TC_UNARY(tc_exp, at::exp(a->t))
+TC_UNARY(tc_log, at::log(a->t))
+TC_UNARY(tc_sqrt, at::sqrt(a->t))
+TC_UNARY(tc_rsqrt, at::rsqrt(a->t))
+TC_UNARY(tc_tanh, at::tanh(a->t))
+TC_UNARY(tc_sigmoid, at::sigmoid(a->t))
+TC_UNARY(tc_relu, at::relu(a->t))
+
+tc_tensor *tc_add_scalar(tc_tensor *a, double s) {
+    return run_op("tc_add_scalar", {a}, [&] { return at::add(a->t, s); });
+}
+
+tc_tensor *tc_mul_scalar(tc_tensor *a, double s) {
+    return run_op("tc_mul_scalar", {a}, [&] { return at::mul(a->t, s); });
+}
+
+tc_tensor *tc_pow(tc_tensor *a, double exponent) {
+    return run_op("tc_pow", {a}, [&] { return at::pow(a->t, exponent); });
+}
+
+tc_tensor *tc_gelu(tc_tensor *a, tc_gelu_approx approx) {
+    return run_op("tc_gelu", {a}, [&] {
+        if (approx != TC_GELU_EXACT && approx != TC_GELU_TANH) fail(TC_EINVAL, "unknown approximation");
+        return at::gelu(a->t, approx == TC_GELU_TANH ? "tanh" : "none");
+    });
+}
+
+tc_tensor *tc_clamp(tc_tensor *a, double lo, double hi) {
+    return run_op("tc_clamp", {a}, [&] { return at::clamp(a->t, lo, hi); });
+}
+
+tc_tensor *tc_masked_fill(tc_tensor *a, tc_tensor *mask, double value) {
+    return run_op("tc_masked_fill", {a, mask},
+                  [&] { return at::masked_fill(a->t, bool_mask(mask->t), value); });
+}
+
+tc_tensor *tc_where(tc_tensor *cond, tc_tensor *a, tc_tensor *b) {
+    return run_op("tc_where", {cond, a, b}, [&] { return at::where(bool_mask(cond->t), a->t, b->t); });
+}
+
+tc_tensor *tc_gt_scalar(tc_tensor *a, double s) {
+    return run_op("tc_gt_scalar", {a}, [&] { return at::gt(a->t, s); });
+}
+
+/* ---- Reductions ---- */
+
+tc_tensor *tc_sum(tc_tensor *t, int dim, int keepdim) {
+    return run_op("tc_sum", {t}, [&] {
+        int64_t d = dim;
+        return t->t.sum(at::IntArrayRef(d), keepdim != 0);
+    });
+}
+
+tc_tensor *tc_sum_all(tc_tensor *t) {
+    return run_op("tc_sum_all", {t}, [&] { return t->t.sum(); });
+}
+
+tc_tensor *tc_mean(tc_tensor *t, int dim, int keepdim) {
+    return run_op("tc_mean", {t}, [&] {
+        int64_t d = dim;
+        return t->t.mean(at::IntArrayRef(d), keepdim != 0);
+    });
+}
+
+tc_tensor *tc_mean_all(tc_tensor *t) {
+    return run_op("tc_mean_all", {t}, [&] { return t->t.mean(); });
+}
+
+tc_tensor *tc_max(tc_tensor *t, int dim, int keepdim) {
+    return run_op("tc_max", {t}, [&] { return std::get<0>(t->t.max(dim, keepdim != 0)); });
+}
+
+tc_tensor *tc_argmax(tc_tensor *t, int dim, int keepdim) {
+    return run_op("tc_argmax", {t}, [&] { return t->t.argmax(dim, keepdim != 0); });
+}
+
+tc_tensor *tc_var(tc_tensor *t, int dim, int unbiased, int keepdim) {
+    return run_op("tc_var", {t}, [&] {
+        int64_t d = dim;
+        return t->t.var(at::IntArrayRef(d), unbiased != 0, keepdim != 0);
+    });
+}
+
+/* ---- Linear algebra and neural-network ops ---- */
+
+tc_tensor *tc_linear(tc_tensor *x, tc_tensor *w, tc_tensor *b) {
+    return run_op("tc_linear", {x, w}, [&] { return at::linear(x->t, w->t, opt(b)); });
+}
+
+tc_tensor *tc_softmax(tc_tensor *t, int dim) {
+    return run_op("tc_softmax", {t}, [&] { return at::softmax(t->t, dim); });
+}
+
+tc_tensor *tc_log_softmax(tc_tensor *t, int dim) {
+    return run_op("tc_log_softmax", {t}, [&] { return at::log_softmax(t->t, dim); });
+}
+
+tc_tensor *tc_layer_norm(tc_tensor *x, tc_tensor *w, tc_tensor *b, double eps) {
+    return run_op("tc_layer_norm", {x}, [&] {
+        if (x->t.dim() < 1) fail(TC_EINVAL, "input is a scalar");
+        int64_t last = x->t.size(-1);
+        return at::layer_norm(x->t, at::IntArrayRef(last), opt(w), opt(b), eps, true);
+    });
+}
+
+tc_tensor *tc_group_norm(tc_tensor *x, int groups, tc_tensor *w, tc_tensor *b, double eps) {
+    return run_op("tc_group_norm", {x},
+                  [&] { return at::group_norm(x->t, groups, opt(w), opt(b), eps, true); });
+}
+
+tc_tensor *tc_batch_norm(tc_tensor *x, tc_tensor *w, tc_tensor *b, tc_tensor *running_mean,
+                         tc_tensor *running_var, int training, double momentum, double eps) {
+    return run_op("tc_batch_norm", {x}, [&] {
+        return at::batch_norm(x->t, opt(w), opt(b), opt(running_mean), opt(running_var),
+                              training != 0, momentum, eps, true);
+    });
+}
+
+tc_tensor *tc_embedding(tc_tensor *weight, tc_tensor *ids) {
+    return run_op("tc_embedding", {weight, ids}, [&] { return at::embedding(weight->t, ids->t); });
+}
+
+tc_tensor *tc_conv1d(tc_tensor *x, tc_tensor *w, tc_tensor *b, int64_t stride, int64_t padding,
+                     int64_t dilation, int64_t groups) {
+    return run_op("tc_conv1d", {x, w}, [&] {
+        return at::conv1d(x->t, w->t, opt(b), at::IntArrayRef(stride), at::IntArrayRef(padding),
+                          at::IntArrayRef(dilation), groups);
+    });
+}
+
+tc_tensor *tc_conv2d(tc_tensor *x, tc_tensor *w, tc_tensor *b, const int64_t stride[2],
+                     const int64_t padding[2]) {
+    return run_op("tc_conv2d", {x, w}, [&] {
+        if (!stride || !padding) fail(TC_EINVAL, "stride or padding is NULL");
+        return at::conv2d(x->t, w->t, opt(b), at::IntArrayRef(stride, 2), at::IntArrayRef(padding, 2));
+    });
+}
+
+tc_tensor *tc_conv3d(tc_tensor *x, tc_tensor *w, tc_tensor *b, const int64_t stride[3],
+                     const int64_t padding[3]) {
+    return run_op("tc_conv3d", {x, w}, [&] {
+        if (!stride || !padding) fail(TC_EINVAL, "stride or padding is NULL");
+        return at::conv3d(x->t, w->t, opt(b), at::IntArrayRef(stride, 3), at::IntArrayRef(padding, 3));
+    });
+}
+
+/* The same steps as ATen's CPU dropout (bernoulli mask scaled by 1/(1-p)), with our generator,
+ * so a seeded generator gives torch.nn.functional.dropout's mask after torch.manual_seed. */
+tc_tensor *tc_dropout(tc_tensor *x, double p, int training, tc_generator *gen) {
+    return run_op("tc_dropout", {x}, [&] {
+        if (!(p >= 0 && p <= 1)) fail(TC_EINVAL, "p = %g outside [0, 1]", p);
+        if (!training || p == 0) return x->t.alias();
+        if (p == 1) return x->t * at::zeros({}, x->t.options());
+        at::Tensor noise = at::empty_like(x->t, LEGACY_CONTIGUOUS_MEMORY_FORMAT);
+        noise.bernoulli_(1 - p, gen_of(gen));
+        noise.div_(1 - p);
+        return x->t * noise;
+    });
+}
+
+/* As torch.nn.LSTM(batch_first=True) on pack_padded_sequence(enforce_sorted=False), padded back
+ * to T: sequences are sorted by length, packed, run, unpacked and put back in input order. */
+tc_tensor *tc_lstm(tc_tensor *x, const int64_t *lengths, tc_tensor *const *params, int num_layers,
+                   int bidirectional, int64_t hidden, double dropout, int training) {
+    return run_op("tc_lstm", {x}, [&] {
+        const at::Tensor &in = x->t;
+        if (in.dim() != 3) fail(TC_EINVAL, "x has %d dims, wants [B, T, I]", (int)in.dim());
+        if (num_layers < 1 || hidden < 1) fail(TC_EINVAL, "num_layers %d, hidden %ld", num_layers, (long)hidden);
+        int dirs = bidirectional ? 2 : 1;
+        std::vector<at::Tensor> ps = tensor_list(params, num_layers * dirs * 4);
+        int64_t B = in.size(0), T = in.size(1);
+        at::Tensor h0 = at::zeros({num_layers * dirs, B, hidden}, in.options());
+        at::Tensor c0 = at::zeros({num_layers * dirs, B, hidden}, in.options());
+        if (!lengths)
+            return std::get<0>(at::lstm(in, {h0, c0}, ps, true, num_layers, dropout, training != 0,
+                                        bidirectional != 0, true));
+        for (int64_t i = 0; i < B; i++)
+            if (lengths[i] < 1 || lengths[i] > T)
+                fail(TC_EINVAL, "length %ld of sequence %ld outside 1..%ld", (long)lengths[i], (long)i, (long)T);
+        at::Tensor lens = at::from_blob(const_cast<int64_t *>(lengths), {B}, at::kLong).clone();
+        auto sorted = at::sort(lens, 0, true);
+        at::Tensor order = std::get<1>(sorted);
+        auto packed = at::_pack_padded_sequence(in.index_select(0, order.to(in.device())),
+                                                std::get<0>(sorted), true);
+        at::Tensor batch_sizes = std::get<1>(packed);
+        at::Tensor out = std::get<0>(at::lstm(std::get<0>(packed), batch_sizes, {h0, c0}, ps, true,
+                                              num_layers, dropout, training != 0, bidirectional != 0));
+        at::Tensor padded = std::get<0>(at::_pad_packed_sequence(out, batch_sizes, true, 0, T));
+        at::Tensor inverse = at::empty_like(order).scatter_(0, order, at::arange(B, order.options()));
+        return padded.index_select(0, inverse.to(in.device()));
+    });
+}
+
+tc_tensor *tc_cross_entropy(tc_tensor *logits, tc_tensor *target, tc_tensor *weight) {
+    return run_op("tc_cross_entropy", {logits, target},
+                  [&] { return at::cross_entropy_loss(logits->t, target->t, opt(weight)); });
+}
+
+tc_tensor *tc_nll_loss(tc_tensor *logp, tc_tensor *target, tc_tensor *weight) {
+    return run_op("tc_nll_loss", {logp, target},
+                  [&] { return at::nll_loss(logp->t, target->t, opt(weight)); });
+}
+
+/* ---- Autograd ---- */
+
+int tc_set_requires_grad(tc_tensor *t, int on) {
+    return run_call("tc_set_requires_grad", [&] { need(t, "tensor").set_requires_grad(on != 0); });
+}
+
+int tc_requires_grad(const tc_tensor *t) { return t && t->t.requires_grad(); }
+
+int tc_backward(tc_tensor *loss) {
+    return run_call("tc_backward", [&] { need(loss, "loss").backward(); });
+}
+
+tc_tensor *tc_grad(tc_tensor *t) {
+    return run_op("tc_grad", {t}, [&] { return t->t.grad(); });
+}
+
+int tc_zero_grad(tc_tensor *t) {
+    return run_call("tc_zero_grad", [&] {
+        const at::Tensor &x = need(t, "tensor");
+        at::Tensor &g = x.mutable_grad();
+        at::NoGradGuard no_grad;
+        if (g.defined()) g.zero_();
+        else g = at::zeros_like(x, LEGACY_CONTIGUOUS_MEMORY_FORMAT);
+    });
+}
+
+int tc_grad_enabled_set(int enabled) {
+    bool prev = at::GradMode::is_enabled();
+    at::GradMode::set_enabled(enabled != 0);
+    return prev;
+}
+
+int tc_grad_ready_hook(tc_tensor *param, tc_grad_ready_fn fn, void *user) {
+    return run_call("tc_grad_ready_hook", [&] {
+        const at::Tensor &p = need(param, "param");
+        if (!fn) fail(TC_EINVAL, "callback is NULL");
+        if (!p.requires_grad() || !p.is_leaf())
+            fail(TC_EINVAL, "param must be a leaf tensor that requires grad");
+        std::shared_ptr<torch::autograd::Node> acc = torch::autograd::impl::grad_accumulator(p);
+        if (!acc) fail(TC_EINVAL, "param has no gradient accumulator");
+        if (!param->alive) param->alive = std::make_shared<std::atomic<bool>>(true);
+        acc->add_post_hook(std::make_unique<grad_ready_hook>(fn, user, param, param->alive));
+        param->accumulators.push_back(std::move(acc));
+    });
+}
+
+/* The steps and their order are torch 1.13's _single_tensor_adamw, so results match it. */
+int tc_adamw_step(tc_tensor *param, const tc_tensor *grad, tc_tensor *exp_avg,
+                  tc_tensor *exp_avg_sq, int64_t step, double lr, double beta1, double beta2,
+                  double eps, double weight_decay) {
+    return run_call("tc_adamw_step", [&] {
+        const at::Tensor &p = need(param, "param"), &g = need(grad, "grad");
+        const at::Tensor &m = need(exp_avg, "exp_avg"), &v = need(exp_avg_sq, "exp_avg_sq");
+        if (step < 1) fail(TC_EINVAL, "step %ld < 1", (long)step);
+        if (g.sizes() != p.sizes() || m.sizes() != p.sizes() || v.sizes() != p.sizes())
+            fail(TC_EINVAL, "param, grad, exp_avg and exp_avg_sq differ in shape");
+        at::NoGradGuard no_grad;
+        double bias_correction1 = 1 - std::pow(beta1, (double)step);
+        double bias_correction2 = 1 - std::pow(beta2, (double)step);
+        p.mul_(1 - lr * weight_decay);
+        m.mul_(beta1).add_(g, 1 - beta1);
+        v.mul_(beta2).addcmul_(g, g, 1 - beta2);
+        double step_size = lr / bias_correction1;
+        at::Tensor denom = (v.sqrt() / std::sqrt(bias_correction2)).add_(eps);
+        p.addcdiv_(m, denom, -step_size);
+    });
+}
+
+/* ---- Random generators ---- */
+
+tc_generator *tc_generator_new(uint64_t seed, tc_device dev) {
+    tc_generator *out = nullptr;
+    run_call("tc_generator_new", [&] {
+        at::Device d = device(dev);
+        at::Generator g;
+        if (d.is_cpu()) {
+            g = at::make_generator<at::CPUGeneratorImpl>(seed);
+        } else {
+            g = at::detail::getCUDAHooks().getDefaultCUDAGenerator(d.index()).clone();
+            g.set_current_seed(seed);
+        }
+        out = new tc_generator{std::move(g)};
+    });
+    return out;
+}
+
+void tc_generator_free(tc_generator *g) { delete g; }
+
+int tc_generator_get_state(tc_generator *g, void *buf, size_t *len) {
+    return run_call("tc_generator_get_state", [&] {
+        if (!g || !len) fail(TC_EINVAL, "generator or len is NULL");
+        at::Tensor st;
+        {
+            std::lock_guard<std::mutex> lock(g->g.mutex());
+            st = g->g.get_state();
+        }
+        size_t need_bytes = (size_t)st.numel();
+        size_t cap = *len;
+        *len = need_bytes;
+        if (!buf) return;
+        if (cap < need_bytes) fail(TC_EINVAL, "buffer holds %zu bytes, state needs %zu", cap, need_bytes);
+        memcpy(buf, st.contiguous().data_ptr(), need_bytes);
+    });
+}
+
+int tc_generator_set_state(tc_generator *g, const void *buf, size_t len) {
+    return run_call("tc_generator_set_state", [&] {
+        if (!g || !buf) fail(TC_EINVAL, "generator or buffer is NULL");
+        at::Tensor st = at::empty({(int64_t)len}, at::kByte);
+        memcpy(st.data_ptr(), buf, len);
+        std::lock_guard<std::mutex> lock(g->g.mutex());
+        g->g.set_state(st);
+    });
+}
+
+void tc_manual_seed(uint64_t seed) { at::manual_seed(seed); }
+
+/* ---- Threads and devices ---- */
+
+int tc_set_num_threads(int n) {
+    return run_call("tc_set_num_threads", [&] {
+        if (n < 1) fail(TC_EINVAL, "thread count %d < 1", n);
+        at::set_num_threads(n);
+    });
+}
+
+int tc_get_num_threads(void) { return at::get_num_threads(); }
+
+int tc_cuda_device_count(void) {
+    int n = 0;
+    run_call("tc_cuda_device_count", [&] { n = cuda_count(); });
+    return n;
+}
+
+const char *tc_version(void) { return TORCH_VERSION; }
+
+} /* extern "C" */

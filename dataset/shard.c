@@ -1,0 +1,622 @@
+#include "dataset/shard.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static void key_put(unsigned char k[8], uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        k[i] = (unsigned char)v;
+}
+
+static uint64_t key_get(const unsigned char k[8])
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | k[i];
+    return v;
+}
+
+static char *path_join(const char *dir, const char *name, const char *suffix)
+{
+    size_t n = strlen(dir) + strlen(name) + strlen(suffix) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s%s", dir, name, suffix);
+    return p;
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+static int split_name_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_'))
+            return 0;
+    return n >= 1 && n <= DS_SPLIT_NAME_MAX;
+}
+
+int ds_shard_file_name(char *buf, size_t n, const char *split, int part)
+{
+    if (!split || !split_name_ok(split))
+        return fail(buf, n, DS_SHARD_EINVAL, "split name must be 1..%d of [a-z0-9_]", DS_SPLIT_NAME_MAX);
+    if (part < 0)
+        return DS_SHARD_EINVAL;
+    int len = snprintf(buf, n, "%s-%05d.lmdb", split, part);
+    return len < 0 || (size_t)len >= n ? DS_SHARD_EINVAL : DS_SHARD_OK;
+}
+
+/* ---- writer ---- */
+
+typedef struct {
+    uint64_t key;
+    size_t off, len;
+} queued;
+
+struct ds_shard_writer {
+    MDB_env *env;
+    MDB_dbi dbi;
+    char *dir, *tmp_path, *lock_path, *final_path;
+    char file[DS_SPLIT_NAME_MAX + 32];
+    size_t map_size, batch_records, batch_bytes;
+    ds_buf enc;          /* one record, encoded */
+    ds_buf pend;         /* queued records back to back */
+    queued *q;
+    size_t nq, qcap;
+    size_t count;
+    uint64_t last_key;
+};
+
+static void writer_free(ds_shard_writer *w)
+{
+    if (w->env)
+        mdb_env_close(w->env);
+    if (w->tmp_path)
+        unlink(w->tmp_path);
+    if (w->lock_path)
+        unlink(w->lock_path);
+    free(w->dir);
+    free(w->tmp_path);
+    free(w->lock_path);
+    free(w->final_path);
+    ds_buf_free(&w->enc);
+    ds_buf_free(&w->pend);
+    free(w->q);
+    free(w);
+}
+
+int ds_shard_writer_open(const char *dir, const char *split, int part, const ds_shard_writer_opts *opts,
+                         ds_shard_writer **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    ds_shard_writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return fail(err, errlen, DS_SHARD_ENOMEM, "shard writer: out of memory");
+    if (ds_shard_file_name(w->file, sizeof w->file, split, part)) {
+        free(w);
+        return fail(err, errlen, DS_SHARD_EINVAL, "shard writer: split \"%s\" part %d: split names are 1..%d of "
+                    "[a-z0-9_], parts >= 0", split ? split : "(null)", part, DS_SPLIT_NAME_MAX);
+    }
+    w->map_size = opts && opts->map_size ? opts->map_size : (size_t)64 << 20;
+    w->batch_records = opts && opts->batch_records ? opts->batch_records : 256;
+    w->batch_bytes = opts && opts->batch_bytes ? opts->batch_bytes : (size_t)64 << 20;
+    w->dir = strdup(dir);
+    w->final_path = path_join(dir, w->file, "");
+    w->tmp_path = path_join(dir, w->file, ".tmp");
+    w->lock_path = path_join(dir, w->file, ".tmp-lock");
+    if (!w->dir || !w->final_path || !w->tmp_path || !w->lock_path) {
+        writer_free(w);
+        return fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", w->file);
+    }
+    /* A stale temp from a crashed run would otherwise be opened and appended to. */
+    if ((unlink(w->tmp_path) != 0 && errno != ENOENT) || (unlink(w->lock_path) != 0 && errno != ENOENT)) {
+        int e = errno;
+        writer_free(w);
+        return fail(err, errlen, DS_SHARD_EIO, "%s/%s.tmp: cannot remove the stale temporary: %s", dir, w->file,
+                    strerror(e));
+    }
+    MDB_txn *txn = NULL;
+    int rc = mdb_env_create(&w->env);
+    if (!rc)
+        rc = mdb_env_set_mapsize(w->env, w->map_size);
+    /* NOSYNC: commits only write; close syncs once, before the rename publishes the file. */
+    if (!rc)
+        rc = mdb_env_open(w->env, w->tmp_path, MDB_NOSUBDIR | MDB_NOSYNC, 0644);
+    if (!rc)
+        rc = mdb_txn_begin(w->env, NULL, 0, &txn);
+    if (!rc)
+        rc = mdb_dbi_open(txn, NULL, 0, &w->dbi);
+    if (!rc) {
+        rc = mdb_txn_commit(txn);
+        txn = NULL;
+    }
+    if (rc) {
+        if (txn)
+            mdb_txn_abort(txn);
+        fail(err, errlen, DS_SHARD_ELMDB, "%s: cannot create: %s", w->tmp_path, mdb_strerror(rc));
+        writer_free(w);
+        return DS_SHARD_ELMDB;
+    }
+    *out = w;
+    return DS_SHARD_OK;
+}
+
+/* Write the queue in one transaction; on MDB_MAP_FULL the transaction is gone, so grow the map and
+ * write the whole queue again. */
+static int writer_flush(ds_shard_writer *w, char *err, size_t errlen)
+{
+    while (w->nq) {
+        MDB_txn *txn;
+        int rc = mdb_txn_begin(w->env, NULL, 0, &txn);
+        if (rc)
+            return fail(err, errlen, DS_SHARD_ELMDB, "%s: begin: %s", w->tmp_path, mdb_strerror(rc));
+        size_t i = 0;
+        for (; i < w->nq && !rc; i++) {
+            unsigned char kb[8];
+            key_put(kb, w->q[i].key);
+            MDB_val k = {8, kb}, v = {w->q[i].len, w->pend.data + w->q[i].off};
+            rc = mdb_put(txn, w->dbi, &k, &v, MDB_APPEND);
+        }
+        if (rc)
+            mdb_txn_abort(txn);
+        else
+            rc = mdb_txn_commit(txn);
+        if (rc == MDB_MAP_FULL) {
+            if (w->map_size > SIZE_MAX / 2)
+                return fail(err, errlen, DS_SHARD_ELMDB, "%s: map full at %zu bytes", w->tmp_path, w->map_size);
+            w->map_size *= 2;
+            rc = mdb_env_set_mapsize(w->env, w->map_size);
+            if (rc)
+                return fail(err, errlen, DS_SHARD_ELMDB, "%s: cannot grow the map to %zu bytes: %s", w->tmp_path,
+                            w->map_size, mdb_strerror(rc));
+            continue;
+        }
+        if (rc)
+            return fail(err, errlen, DS_SHARD_ELMDB, "%s: record %llu: %s", w->tmp_path,
+                        (unsigned long long)w->q[i ? i - 1 : 0].key, mdb_strerror(rc));
+        w->nq = 0;
+        w->pend.len = 0;
+    }
+    return DS_SHARD_OK;
+}
+
+int ds_shard_writer_put(ds_shard_writer *w, const ds_record *rec, char *err, size_t errlen)
+{
+    if (w->count && rec->sample_index <= w->last_key)
+        return fail(err, errlen, DS_SHARD_EINVAL, "%s: sample_index %u after %llu (indices must increase)", w->file,
+                    rec->sample_index, (unsigned long long)w->last_key);
+    char why[256];
+    int rc = ds_record_encode(rec, &w->enc, why, sizeof why);
+    if (rc)
+        return fail(err, errlen, rc, "record %u for %s: %s", rec->sample_index, w->file, why);
+    if (w->nq == w->qcap) {
+        size_t cap = w->qcap ? 2 * w->qcap : 64;
+        queued *q = realloc(w->q, cap * sizeof *q);
+        if (!q)
+            return fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", w->file);
+        w->q = q;
+        w->qcap = cap;
+    }
+    if (w->pend.cap - w->pend.len < w->enc.len) {
+        size_t cap = w->pend.cap ? w->pend.cap : 1 << 16;
+        while (cap - w->pend.len < w->enc.len)
+            cap *= 2;
+        unsigned char *d = realloc(w->pend.data, cap);
+        if (!d)
+            return fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", w->file);
+        w->pend.data = d;
+        w->pend.cap = cap;
+    }
+    memcpy(w->pend.data + w->pend.len, w->enc.data, w->enc.len);
+    w->q[w->nq++] = (queued){rec->sample_index, w->pend.len, w->enc.len};
+    w->pend.len += w->enc.len;
+    w->last_key = rec->sample_index;
+    w->count++;
+    if (w->nq >= w->batch_records || w->pend.len >= w->batch_bytes)
+        return writer_flush(w, err, errlen);
+    return DS_SHARD_OK;
+}
+
+size_t ds_shard_writer_count(const ds_shard_writer *w) { return w->count; }
+
+const char *ds_shard_writer_file(const ds_shard_writer *w) { return w->file; }
+
+int ds_shard_writer_close(ds_shard_writer *w, char *err, size_t errlen)
+{
+    int rc = writer_flush(w, err, errlen);
+    if (rc) {
+        writer_free(w);
+        return rc;
+    }
+    int mrc = mdb_env_sync(w->env, 1);
+    mdb_env_close(w->env);
+    w->env = NULL;
+    if (mrc)
+        rc = fail(err, errlen, DS_SHARD_ELMDB, "%s: sync: %s", w->tmp_path, mdb_strerror(mrc));
+    else if (unlink(w->lock_path) != 0 && errno != ENOENT)
+        rc = fail(err, errlen, DS_SHARD_EIO, "%s: cannot remove: %s", w->lock_path, strerror(errno));
+    else if (rename(w->tmp_path, w->final_path) != 0)
+        rc = fail(err, errlen, DS_SHARD_EIO, "%s: cannot rename to %s: %s", w->tmp_path, w->file, strerror(errno));
+    else if (fsync_dir(w->dir) != 0) {
+        rc = fail(err, errlen, DS_SHARD_EIO, "%s: cannot fsync the folder: %s", w->dir, strerror(errno));
+        unlink(w->final_path);
+    }
+    writer_free(w);
+    return rc;
+}
+
+void ds_shard_writer_abort(ds_shard_writer *w)
+{
+    if (w)
+        writer_free(w);
+}
+
+/* ---- reader ---- */
+
+typedef struct {
+    MDB_env *env;
+    MDB_dbi dbi;
+    char *name;
+    size_t first, count;   /* sample indices first .. first+count-1 */
+} shard_file;
+
+struct ds_shard_reader {
+    shard_file *f;
+    size_t n, count;
+};
+
+struct ds_shard_txn {
+    ds_shard_reader *r;
+    MDB_txn *txn[];        /* per file, begun on first use */
+};
+
+void ds_shard_reader_close(ds_shard_reader *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->f[i].env)
+            mdb_env_close(r->f[i].env);
+        free(r->f[i].name);
+    }
+    free(r->f);
+    free(r);
+}
+
+/* Open one file and learn its key range; keys must be first, first+1, ..., first+count-1. */
+static int file_open(const char *dir, shard_file *f, size_t first, char *err, size_t errlen)
+{
+    char *path = path_join(dir, f->name, "");
+    if (!path)
+        return fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", f->name);
+    if (access(path, F_OK) != 0) {
+        int e = errno;
+        free(path);
+        return fail(err, errlen, e == ENOENT ? DS_SHARD_ENOENT : DS_SHARD_EIO, "%s/%s: %s", dir, f->name, strerror(e));
+    }
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_stat st;
+    int rc = mdb_env_create(&f->env);
+    if (!rc)
+        rc = mdb_env_open(f->env, path, MDB_RDONLY | MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOTLS, 0);
+    free(path);
+    if (!rc)
+        rc = mdb_txn_begin(f->env, NULL, MDB_RDONLY, &txn);
+    if (!rc)
+        rc = mdb_dbi_open(txn, NULL, 0, &f->dbi);
+    if (!rc)
+        rc = mdb_stat(txn, f->dbi, &st);
+    if (!rc)
+        rc = mdb_cursor_open(txn, f->dbi, &cur);
+    if (rc) {
+        if (txn)
+            mdb_txn_abort(txn);
+        return fail(err, errlen, DS_SHARD_ELMDB, "%s/%s: cannot open: %s", dir, f->name, mdb_strerror(rc));
+    }
+    f->first = first;
+    f->count = st.ms_entries;
+    int code = DS_SHARD_OK;
+    if (f->count) {
+        MDB_val k, v;
+        MDB_cursor_op ops[2] = {MDB_FIRST, MDB_LAST};
+        size_t want[2] = {first, first + f->count - 1};
+        for (int i = 0; i < 2 && !code; i++) {
+            rc = mdb_cursor_get(cur, &k, &v, ops[i]);
+            if (rc)
+                code = fail(err, errlen, DS_SHARD_ELMDB, "%s: cursor: %s", f->name, mdb_strerror(rc));
+            else if (k.mv_size != 8)
+                code = fail(err, errlen, DS_SHARD_ECORRUPT, "%s: key of %zu bytes (expected 8)", f->name, k.mv_size);
+            else if (key_get(k.mv_data) != want[i])
+                code = fail(err, errlen, DS_SHARD_ECORRUPT,
+                            "%s: %s key is %llu, expected %zu (keys must continue the previous shard without gaps)",
+                            f->name, i ? "last" : "first", (unsigned long long)key_get(k.mv_data), want[i]);
+        }
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return code;
+}
+
+static int cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Parts of split found in dir under their canonical names, sorted; must be 0..n-1. */
+static int scan_parts(const char *dir, const char *split, size_t **parts, size_t *n, char *err, size_t errlen)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return fail(err, errlen, errno == ENOENT ? DS_SHARD_ENOENT : DS_SHARD_EIO, "%s: %s", dir, strerror(errno));
+    size_t cap = 0, len = strlen(split);
+    *parts = NULL;
+    *n = 0;
+    struct dirent *e;
+    int rc = DS_SHARD_OK;
+    while ((e = readdir(d)) && !rc) {
+        const char *s = e->d_name;
+        if (strncmp(s, split, len) != 0 || s[len] != '-')
+            continue;
+        char *end;
+        errno = 0;
+        unsigned long part = strtoul(s + len + 1, &end, 10);
+        char canon[DS_SPLIT_NAME_MAX + 32];
+        if (errno || part > 9999999 || end == s + len + 1 || strcmp(end, ".lmdb") != 0 ||
+            ds_shard_file_name(canon, sizeof canon, split, (int)part) || strcmp(canon, s) != 0)
+            continue;
+        if (*n == cap) {
+            size_t *p = realloc(*parts, (cap = cap ? 2 * cap : 16) * sizeof *p);
+            if (!p) {
+                rc = fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", dir);
+                break;
+            }
+            *parts = p;
+        }
+        (*parts)[(*n)++] = part;
+    }
+    closedir(d);
+    if (!rc && *n == 0)
+        rc = fail(err, errlen, DS_SHARD_ENOENT, "%s: no %s-NNNNN.lmdb shard files", dir, split);
+    if (!rc) {
+        qsort(*parts, *n, sizeof **parts, cmp_size);
+        for (size_t i = 0; i < *n && !rc; i++)
+            if ((*parts)[i] != i) {
+                char name[DS_SPLIT_NAME_MAX + 32];
+                ds_shard_file_name(name, sizeof name, split, (int)i);
+                rc = fail(err, errlen, DS_SHARD_ENOENT, "%s/%s: missing (the split's parts must run from 00000 "
+                          "without a hole)", dir, name);
+            }
+    }
+    if (rc) {
+        free(*parts);
+        *parts = NULL;
+    }
+    return rc;
+}
+
+int ds_shard_reader_open(const char *dir, const char *split, char *const *files, size_t n_files,
+                         ds_shard_reader **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!split_name_ok(split))
+        return fail(err, errlen, DS_SHARD_EINVAL, "split \"%s\": names are 1..%d of [a-z0-9_]", split,
+                    DS_SPLIT_NAME_MAX);
+    size_t *parts = NULL;
+    int rc = DS_SHARD_OK;
+    if (!files && (rc = scan_parts(dir, split, &parts, &n_files, err, errlen)))
+        return rc;
+    ds_shard_reader *r = calloc(1, sizeof *r);
+    if (r)
+        r->f = calloc(n_files ? n_files : 1, sizeof *r->f);
+    if (!r || !r->f) {
+        free(parts);
+        ds_shard_reader_close(r);
+        return fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", split);
+    }
+    for (size_t i = 0; i < n_files && !rc; i++) {
+        char name[DS_SPLIT_NAME_MAX + 32];
+        if (!files)
+            ds_shard_file_name(name, sizeof name, split, (int)parts[i]);
+        r->f[i].name = strdup(files ? files[i] : name);
+        r->n = i + 1;
+        if (!r->f[i].name)
+            rc = fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", split);
+        else
+            rc = file_open(dir, &r->f[i], r->count, err, errlen);
+        if (!rc)
+            r->count += r->f[i].count;
+    }
+    free(parts);
+    if (rc) {
+        ds_shard_reader_close(r);
+        return rc;
+    }
+    *out = r;
+    return DS_SHARD_OK;
+}
+
+size_t ds_shard_reader_count(const ds_shard_reader *r) { return r->count; }
+
+int ds_shard_txn_begin(ds_shard_reader *r, ds_shard_txn **out, char *err, size_t errlen)
+{
+    *out = calloc(1, sizeof **out + r->n * sizeof(MDB_txn *));
+    if (!*out)
+        return fail(err, errlen, DS_SHARD_ENOMEM, "read transaction: out of memory");
+    (*out)->r = r;
+    return DS_SHARD_OK;
+}
+
+void ds_shard_txn_end(ds_shard_txn *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->r->n; i++)
+        if (t->txn[i])
+            mdb_txn_abort(t->txn[i]);
+    free(t);
+}
+
+int ds_shard_txn_get(ds_shard_txn *t, size_t index, ds_record *rec, char *err, size_t errlen)
+{
+    ds_shard_reader *r = t->r;
+    if (index >= r->count)
+        return fail(err, errlen, DS_SHARD_ENOENT, "sample %zu: out of range (the split has %zu)", index, r->count);
+    size_t lo = 0, hi = r->n - 1;
+    while (lo < hi) {
+        size_t mid = (lo + hi + 1) / 2;
+        if (r->f[mid].first <= index)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    shard_file *f = &r->f[lo];
+    int rc = 0;
+    if (!t->txn[lo] && (rc = mdb_txn_begin(f->env, NULL, MDB_RDONLY, &t->txn[lo])))
+        return fail(err, errlen, DS_SHARD_ELMDB, "%s: begin: %s", f->name, mdb_strerror(rc));
+    unsigned char kb[8];
+    key_put(kb, index);
+    MDB_val k = {8, kb}, v;
+    rc = mdb_get(t->txn[lo], f->dbi, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: key missing", index, f->name);
+    if (rc)
+        return fail(err, errlen, DS_SHARD_ELMDB, "record %zu of %s: %s", index, f->name, mdb_strerror(rc));
+    char why[200];
+    if ((rc = ds_record_decode(v.mv_data, v.mv_size, rec, why, sizeof why)))
+        return fail(err, errlen, rc, "record %zu of %s: %s", index, f->name, why);
+    if (rec->sample_index != index)
+        return fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: sample_index is %u", index, f->name,
+                    rec->sample_index);
+    return DS_SHARD_OK;
+}
+
+/* ---- verification ---- */
+
+static int verify_record(const ds_manifest *m, const ds_manifest_split *s, const shard_file *f, uint64_t key,
+                         const MDB_val *v, size_t expect, int64_t *h7, int64_t *h32, char *err, size_t errlen)
+{
+    ds_record rec;
+    char why[200];
+    int rc;
+    if (key != expect)
+        return fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: found key %llu instead", expect, f->name,
+                    (unsigned long long)key);
+    if ((rc = ds_record_decode(v->mv_data, v->mv_size, &rec, why, sizeof why)))
+        return fail(err, errlen, rc, "record %zu of %s: %s", expect, f->name, why);
+    if (rec.sample_index != key)
+        return fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: sample_index is %u", expect, f->name,
+                    rec.sample_index);
+    if (expect < s->conversation_ids.n && strcmp(rec.conversation_id, s->conversation_ids.v[expect]) != 0)
+        return fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: conversation_id \"%s\", manifest says \"%s\"",
+                    expect, f->name, rec.conversation_id, s->conversation_ids.v[expect]);
+    if (rec.n_ctx > m->ctx_max_tokens)
+        return fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: %u context tokens, manifest limit %d", expect,
+                    f->name, (unsigned)rec.n_ctx, m->ctx_max_tokens);
+    for (int i = 0; i < rec.n_utt; i++)
+        if (rec.utt[i].n_tokens > m->utt_max_tokens)
+            return fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: utt[%d] has %u tokens, manifest limit %d",
+                        expect, f->name, i, (unsigned)rec.utt[i].n_tokens, m->utt_max_tokens);
+    if (rec.label7 >= 0)
+        h7[rec.label7]++;
+    if (rec.label32 >= 0)
+        h32[rec.label32]++;
+    return DS_SHARD_OK;
+}
+
+static int verify_file(const ds_manifest *m, const ds_manifest_split *s, const shard_file *f,
+                       ds_shard_verify_stats *st, int64_t *h7, int64_t *h32, char *err, size_t errlen)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = mdb_txn_begin(f->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return fail(err, errlen, DS_SHARD_ELMDB, "%s: begin: %s", f->name, mdb_strerror(rc));
+    if ((rc = mdb_cursor_open(txn, f->dbi, &cur))) {
+        mdb_txn_abort(txn);
+        return fail(err, errlen, DS_SHARD_ELMDB, "%s: cursor: %s", f->name, mdb_strerror(rc));
+    }
+    int code = DS_SHARD_OK;
+    size_t expect = f->first;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc && !code; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8)
+            code = fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: key of %zu bytes (expected 8)", expect,
+                        f->name, k.mv_size);
+        else
+            code = verify_record(m, s, f, key_get(k.mv_data), &v, expect, h7, h32, err, errlen);
+        expect++;
+        st->records++;
+        st->bytes += v.mv_size;
+    }
+    if (!code && rc != MDB_NOTFOUND)
+        code = fail(err, errlen, DS_SHARD_ELMDB, "%s: cursor: %s", f->name, mdb_strerror(rc));
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return code;
+}
+
+int ds_shard_verify(const char *dir, const ds_manifest *m, ds_shard_verify_stats *stats, char *err, size_t errlen)
+{
+    ds_shard_verify_stats local = {0, 0};
+    ds_shard_verify_stats *st = stats ? stats : &local;
+    *st = local;
+    for (int i = 0; i < m->n_splits; i++) {
+        const ds_manifest_split *s = &m->splits[i];
+        if (s->count == 0 && s->shards.n == 0)
+            continue;
+        ds_shard_reader *r;
+        int rc = ds_shard_reader_open(dir, s->name, s->shards.v, s->shards.n, &r, err, errlen);
+        if (rc)
+            return rc;
+        if (r->count != s->count) {
+            ds_shard_reader_close(r);
+            return fail(err, errlen, DS_SHARD_ECORRUPT, "split %s: %zu records in its shards, manifest says %zu",
+                        s->name, r->count, s->count);
+        }
+        int64_t h7[7] = {0}, h32[32] = {0};
+        for (size_t k = 0; k < r->n && !rc; k++)
+            rc = verify_file(m, s, &r->f[k], st, h7, h32, err, errlen);
+        ds_shard_reader_close(r);
+        if (rc)
+            return rc;
+        for (int j = 0; j < 7 + 32; j++) {
+            int in7 = j < 7, c = in7 ? j : j - 7;
+            int64_t got = in7 ? h7[c] : h32[c], want = in7 ? s->label7_hist[c] : s->label32_hist[c];
+            if (got != want)
+                return fail(err, errlen, DS_SHARD_ECORRUPT, "split %s: %lld records with %s = %d, manifest's "
+                            "histogram says %lld", s->name, (long long)got, in7 ? "label7" : "label32", c,
+                            (long long)want);
+        }
+    }
+    return DS_SHARD_OK;
+}

@@ -1,0 +1,600 @@
+/* comm/ tests: run under mpirun with 2 ranks, and alone (singleton, group of 1).
+ *
+ * A failed assertion on one rank must not leave the other waiting in a collective: every test is
+ * wrapped so that the next test's setup knows whether the body ran to its end, and if not it aborts the
+ * whole job (comm_abort), which makes mpirun exit non-zero.
+ *
+ * `test_comm --bench` instead times all-reduce of 10 MB and 100 MB of floats against raw MPI_Allreduce
+ * and prints one `bench:` line per size on rank 0. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <mpi.h>
+
+#include "comm/comm.h"
+#include "comm/comm_nccl.h"
+
+#ifdef EMPD_HAVE_NCCL
+#include <cuda_runtime_api.h>
+#endif
+
+static comm_group *G;
+static int body_completed = 1;
+
+#define COMM_TEST(name)                                                                                      \
+    static void name##_body(void);                                                                           \
+    static void name(void **state)                                                                           \
+    {                                                                                                        \
+        (void)state;                                                                                         \
+        body_completed = 0;                                                                                  \
+        name##_body();                                                                                       \
+        body_completed = 1;                                                                                  \
+    }                                                                                                        \
+    static void name##_body(void)
+
+/* Runs before each test and after the last one. cmocka prints a failure's message only after the test
+ * has ended, so the abort waits until then (an abort in the failed test's teardown would swallow it).
+ * skip() also leaves a body early: only a singleton may skip, where nobody waits. */
+static int abort_after_failure(void **state)
+{
+    (void)state;
+    if (!body_completed && comm_size(G) > 1) {
+        fprintf(stderr, "test_comm: a test failed on rank %d; aborting every rank so none waits in a collective\n",
+                comm_rank(G));
+        fflush(stdout);
+        fflush(stderr);
+        comm_abort(G, 1);
+    }
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static uint64_t fnv1a(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Every rank must hold the same bytes: their hashes are gathered and compared. */
+static void assert_same_on_all_ranks(const void *p, size_t n)
+{
+    char err[256];
+    int size = comm_size(G);
+    uint64_t mine = fnv1a(p, n);
+    uint64_t *all = calloc(size, sizeof *all);
+    assert_non_null(all);
+    assert_int_equal(comm_allgather(G, &mine, all, sizeof mine, err, sizeof err), COMM_OK);
+    for (int r = 0; r < size; r++)
+        assert_true(all[r] == mine);
+    free(all);
+}
+
+/* A value from the launcher's environment, or `fallback` when no launcher set one (singleton). */
+static int env_int(const char *ompi, const char *slurm, int fallback)
+{
+    const char *v = getenv(ompi);
+    if (!v)
+        v = getenv(slurm);
+    return v ? atoi(v) : fallback;
+}
+
+COMM_TEST(test_group_identity)
+{
+    int rank = comm_rank(G), size = comm_size(G);
+    assert_true(size >= 1);
+    assert_true(rank >= 0 && rank < size);
+    assert_int_equal(size, env_int("OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS", 1));
+    assert_int_equal(rank, env_int("OMPI_COMM_WORLD_RANK", "SLURM_PROCID", 0));
+    assert_int_equal(comm_local_rank(G), env_int("OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", 0));
+    assert_int_equal(comm_local_size(G), env_int("OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", 1));
+    char host[256] = {0};
+    assert_int_equal(gethostname(host, sizeof host - 1), 0);
+    assert_string_equal(comm_hostname(G), host);
+
+    int provided = -1;
+    MPI_Query_thread(&provided);
+    comm_thread_level want = provided >= MPI_THREAD_MULTIPLE     ? COMM_THREAD_MULTIPLE
+                             : provided >= MPI_THREAD_SERIALIZED ? COMM_THREAD_SERIALIZED
+                             : provided >= MPI_THREAD_FUNNELED   ? COMM_THREAD_FUNNELED
+                                                                 : COMM_THREAD_SINGLE;
+    assert_int_equal(comm_thread_level_of(G), want);
+}
+
+/* Rank r's element i: small multiples of 1/4 and negatives, so every sum is exact in float. */
+static double base_value(int r, size_t i) { return (double)(i % 97) * (r + 1) - 3.0 * r + 0.25 * (i % 3); }
+
+COMM_TEST(test_allreduce_f32)
+{
+    char err[256];
+    const size_t n = 1031;
+    const int size = comm_size(G), rank = comm_rank(G);
+    float *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    const comm_op ops[] = {COMM_SUM, COMM_AVG, COMM_MAX, COMM_MIN};
+    for (size_t k = 0; k < 4; k++) {
+        for (size_t i = 0; i < n; i++)
+            x[i] = (float)base_value(rank, i);
+        assert_int_equal(comm_allreduce(G, x, n, COMM_F32, ops[k], err, sizeof err), COMM_OK);
+        for (size_t i = 0; i < n; i++) {
+            float sum = 0, mx = (float)base_value(0, i), mn = mx;
+            for (int r = 0; r < size; r++) {
+                float v = (float)base_value(r, i);
+                sum += v;
+                mx = v > mx ? v : mx;
+                mn = v < mn ? v : mn;
+            }
+            float want = ops[k] == COMM_SUM ? sum : ops[k] == COMM_AVG ? sum / (float)size : ops[k] == COMM_MAX ? mx : mn;
+            assert_true(x[i] == want);
+        }
+        assert_same_on_all_ranks(x, n * sizeof *x);
+    }
+    free(x);
+}
+
+COMM_TEST(test_allreduce_f64)
+{
+    char err[256];
+    const size_t n = 517;
+    const int size = comm_size(G), rank = comm_rank(G);
+    double *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    const comm_op ops[] = {COMM_SUM, COMM_AVG, COMM_MAX, COMM_MIN};
+    for (size_t k = 0; k < 4; k++) {
+        for (size_t i = 0; i < n; i++)
+            x[i] = base_value(rank, i) + 1e-9 * rank;
+        assert_int_equal(comm_allreduce(G, x, n, COMM_F64, ops[k], err, sizeof err), COMM_OK);
+        for (size_t i = 0; i < n; i++) {
+            double sum = 0, mx = base_value(0, i), mn = mx;
+            for (int r = 0; r < size; r++) {
+                double v = base_value(r, i) + 1e-9 * r;
+                sum += v;
+                mx = v > mx ? v : mx;
+                mn = v < mn ? v : mn;
+            }
+            double want = ops[k] == COMM_SUM ? sum : ops[k] == COMM_AVG ? sum / size : ops[k] == COMM_MAX ? mx : mn;
+            assert_true(x[i] == want || (ops[k] <= COMM_AVG && x[i] - want < 1e-12 && want - x[i] < 1e-12));
+        }
+        assert_same_on_all_ranks(x, n * sizeof *x);
+    }
+    free(x);
+}
+
+COMM_TEST(test_allreduce_i64)
+{
+    char err[256];
+    const size_t n = 300;
+    const int size = comm_size(G), rank = comm_rank(G);
+    int64_t x[300];
+    const comm_op ops[] = {COMM_SUM, COMM_MAX, COMM_MIN};
+    for (size_t k = 0; k < 3; k++) {
+        /* Values above 2^32 catch a reduction done in 32 bits. */
+        for (size_t i = 0; i < n; i++)
+            x[i] = ((int64_t)i << 33) * (rank + 1) - (int64_t)rank * 7;
+        assert_int_equal(comm_allreduce(G, x, n, COMM_I64, ops[k], err, sizeof err), COMM_OK);
+        for (size_t i = 0; i < n; i++) {
+            int64_t sum = 0, mx = INT64_MIN, mn = INT64_MAX;
+            for (int r = 0; r < size; r++) {
+                int64_t v = ((int64_t)i << 33) * (r + 1) - (int64_t)r * 7;
+                sum += v;
+                mx = v > mx ? v : mx;
+                mn = v < mn ? v : mn;
+            }
+            assert_true(x[i] == (ops[k] == COMM_SUM ? sum : ops[k] == COMM_MAX ? mx : mn));
+        }
+    }
+    assert_int_equal(comm_allreduce(G, x, n, COMM_I64, COMM_AVG, err, sizeof err), COMM_EINVAL);
+    assert_non_null(strstr(err, "AVG of int64"));
+}
+
+/* Rank r's inexact values in [-1000, 1000): a xorshift64 stream seeded by r. */
+static void noise_fill(float *x, size_t n, int r)
+{
+    uint64_t s = 88172645463325252ull + (uint64_t)r * 7919;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        x[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0) * 1e3f;
+    }
+}
+
+/* Inexact sums: the ranks must still agree to the bit, and be close to a double-precision reference. */
+COMM_TEST(test_allreduce_bit_identical)
+{
+    char err[256];
+    const size_t n = 100003;
+    const int size = comm_size(G);
+    float *x = malloc(n * sizeof *x);
+    double *want = calloc(n, sizeof *want);
+    assert_true(x && want);
+    for (int r = 0; r < size; r++) {
+        noise_fill(x, n, r);
+        for (size_t i = 0; i < n; i++)
+            want[i] += x[i];
+    }
+    for (int k = 0; k < 2; k++) {
+        comm_op op = k ? COMM_AVG : COMM_SUM;
+        noise_fill(x, n, comm_rank(G));
+        assert_int_equal(comm_allreduce(G, x, n, COMM_F32, op, err, sizeof err), COMM_OK);
+        assert_same_on_all_ranks(x, n * sizeof *x);
+        for (size_t i = 0; i < n; i++) {
+            double d = x[i] - (op == COMM_AVG ? want[i] / size : want[i]);
+            if (d > 1e-3 || d < -1e-3)
+                fail_msg("%s element %zu: %.9g, want %.9g", op == COMM_AVG ? "AVG" : "SUM", i, x[i], want[i]);
+        }
+    }
+    free(x);
+    free(want);
+}
+
+COMM_TEST(test_allreduce_large)
+{
+    char err[256];
+    const size_t n = 10 * 1000 * 1000;
+    const int size = comm_size(G), rank = comm_rank(G);
+    float *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(i % 1024) + (float)rank;
+    double t0 = now_s();
+    assert_int_equal(comm_allreduce(G, x, n, COMM_F32, COMM_SUM, err, sizeof err), COMM_OK);
+    double dt = now_s() - t0;
+    const float ranks_sum = (float)(size * (size - 1) / 2);
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != (float)(i % 1024) * size + ranks_sum)
+            fail_msg("element %zu: %g, want %g", i, x[i], (float)(i % 1024) * size + ranks_sum);
+    if (rank == 0)
+        printf("test_comm: all-reduce SUM of %zu floats on %d ranks: %.1f ms\n", n, size, dt * 1e3);
+    free(x);
+}
+
+COMM_TEST(test_allreduce_empty)
+{
+    char err[256];
+    assert_int_equal(comm_allreduce(G, NULL, 0, COMM_F32, COMM_AVG, err, sizeof err), COMM_OK);
+}
+
+COMM_TEST(test_broadcast)
+{
+    char err[256];
+    const int size = comm_size(G), rank = comm_rank(G);
+    unsigned char buf[1000];
+    for (int root = 0; root < size; root++) {
+        for (size_t i = 0; i < sizeof buf; i++)
+            buf[i] = rank == root ? (unsigned char)(i * 31 + root) : 0;
+        assert_int_equal(comm_broadcast(G, buf, sizeof buf, root, err, sizeof err), COMM_OK);
+        for (size_t i = 0; i < sizeof buf; i++)
+            assert_int_equal(buf[i], (unsigned char)(i * 31 + root));
+    }
+    assert_int_equal(comm_broadcast(G, NULL, 0, 0, err, sizeof err), COMM_OK);
+}
+
+/* Rank 0 arrives late: every other rank must wait for it. */
+COMM_TEST(test_barrier)
+{
+    char err[256];
+    assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
+    if (comm_rank(G) == 0)
+        usleep(200 * 1000);
+    double t0 = now_s();
+    assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
+    double waited = now_s() - t0;
+    if (comm_rank(G) != 0)
+        assert_true(waited > 0.1);
+}
+
+COMM_TEST(test_allgather)
+{
+    char err[256];
+    struct stat_rec {
+        int32_t rank;
+        int32_t local_rank;
+        double loss;
+        char host[64];
+    } mine = {0}, *all;
+    const int size = comm_size(G);
+    mine.rank = comm_rank(G);
+    mine.local_rank = comm_local_rank(G);
+    mine.loss = 1.5 + mine.rank;
+    snprintf(mine.host, sizeof mine.host, "%s", comm_hostname(G));
+    all = calloc(size, sizeof *all);
+    assert_non_null(all);
+    assert_int_equal(comm_allgather(G, &mine, all, sizeof mine, err, sizeof err), COMM_OK);
+    for (int r = 0; r < size; r++) {
+        assert_int_equal(all[r].rank, r);
+        assert_true(all[r].loss == 1.5 + r);
+        assert_string_equal(all[r].host, mine.host);
+        assert_int_equal(all[r].local_rank, r);
+    }
+    free(all);
+}
+
+/* Bad arguments fail alike on every rank, without communicating, so the ranks stay in step. */
+COMM_TEST(test_errors_are_codes)
+{
+    char err[256];
+    const int size = comm_size(G);
+    char buf[16] = {0};
+    assert_int_equal(comm_broadcast(G, buf, sizeof buf, size + 3, err, sizeof err), COMM_EINVAL);
+    char want[64];
+    snprintf(want, sizeof want, "root %d is outside 0..%d", size + 3, size - 1);
+    assert_non_null(strstr(err, want));
+    assert_int_equal(comm_broadcast(G, buf, sizeof buf, -1, err, sizeof err), COMM_EINVAL);
+    assert_int_equal(comm_broadcast(G, NULL, 4, 0, err, sizeof err), COMM_EINVAL);
+    assert_non_null(strstr(err, "buffer is NULL"));
+    assert_int_equal(comm_allreduce(G, NULL, 3, COMM_F32, COMM_SUM, err, sizeof err), COMM_EINVAL);
+    assert_non_null(strstr(err, "all-reduce of 3 floats"));
+    assert_int_equal(comm_allreduce(G, buf, 2, COMM_BF16, COMM_SUM, err, sizeof err), COMM_EINVAL);
+    assert_non_null(strstr(err, "bf16"));
+    assert_int_equal(comm_allreduce(G, buf, 2, (comm_dtype)42, COMM_SUM, err, sizeof err), COMM_EINVAL);
+    assert_non_null(strstr(err, "dtype 42"));
+    assert_int_equal(comm_allreduce(G, buf, 2, COMM_F32, (comm_op)9, err, sizeof err), COMM_EINVAL);
+    assert_non_null(strstr(err, "op 9"));
+    assert_int_equal(comm_allgather(G, buf, NULL, 4, err, sizeof err), COMM_EINVAL);
+    assert_non_null(strstr(err, "recv is NULL"));
+
+    assert_int_equal(comm_broadcast(G, buf, sizeof buf, size, NULL, 0), COMM_EINVAL);
+    char tiny[8];
+    memset(tiny, 'x', sizeof tiny);
+    assert_int_equal(comm_broadcast(G, buf, sizeof buf, size, tiny, sizeof tiny), COMM_EINVAL);
+    assert_int_equal(strlen(tiny), sizeof tiny - 1);
+
+    assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
+
+    const int codes[] = {COMM_OK, COMM_EINVAL, COMM_EMPI, COMM_ENOMEM, COMM_ENOGPU, COMM_ECUDA, COMM_ENCCL, COMM_ENOTSUP};
+    for (size_t i = 0; i < 8; i++)
+        for (size_t j = 0; j < i; j++) {
+            assert_int_not_equal(codes[i], codes[j]);
+            assert_string_not_equal(comm_strerror(codes[i]), comm_strerror(codes[j]));
+        }
+}
+
+/* An error only MPI can see (the ranks disagree on a size) comes back as a code and MPI's own words. */
+COMM_TEST(test_mpi_error_returns)
+{
+    char err[256] = "";
+    if (comm_size(G) < 2)
+        skip();
+    const int rank = comm_rank(G);
+    char buf[64] = {0};
+    int rc = comm_broadcast(G, buf, rank == 0 ? 64 : 16, 0, err, sizeof err);
+    if (rank == 0) {
+        assert_int_equal(rc, COMM_OK);
+    } else {
+        assert_int_equal(rc, COMM_EMPI);
+        char want[64];
+        snprintf(want, sizeof want, "MPI_Bcast of 16 bytes from root 0 failed on rank %d: ", rank);
+        assert_non_null(strstr(err, want));
+        assert_non_null(strstr(err, "MPI_ERR_TRUNCATE"));
+    }
+    assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
+}
+
+/* A second group on an MPI that is already up: its own traffic, and leaving it keeps MPI running. */
+COMM_TEST(test_second_group)
+{
+    char err[256];
+    comm_group *h = NULL;
+    assert_int_equal(comm_init(NULL, NULL, &h, err, sizeof err), COMM_OK);
+    assert_non_null(h);
+    assert_ptr_not_equal(h, G);
+    assert_int_equal(comm_rank(h), comm_rank(G));
+    assert_int_equal(comm_size(h), comm_size(G));
+    double v = comm_rank(h) + 1.0;
+    assert_int_equal(comm_allreduce(h, &v, 1, COMM_F64, COMM_SUM, err, sizeof err), COMM_OK);
+    assert_true(v == comm_size(h) * (comm_size(h) + 1) / 2.0);
+    assert_int_equal(comm_finalize(h, err, sizeof err), COMM_OK);
+    int finalized = 1;
+    MPI_Finalized(&finalized);
+    assert_int_equal(finalized, 0);
+    assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
+}
+
+#ifdef EMPD_HAVE_NCCL
+static uint16_t bf16_from_float(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (uint16_t)(u >> 16);
+}
+
+static float float_from_bf16(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* On a GPU: f32 and bf16 sums and averages of rank-derived values, exact in both types. */
+static void check_nccl_allreduce(void)
+{
+    char err[256];
+    const size_t n = 4099;
+    const int size = comm_size(G), rank = comm_rank(G);
+    comm_nccl *nc = NULL;
+    int rc = comm_nccl_init(G, &nc, err, sizeof err);
+    if (rc)
+        fail_msg("%s", err);
+    int ndev = 0;
+    assert_int_equal(cudaGetDeviceCount(&ndev), cudaSuccess);
+    assert_int_equal(comm_nccl_device(nc), comm_local_rank(G) % ndev);
+    assert_non_null(comm_nccl_stream(nc));
+    float *hf = malloc(n * sizeof *hf);
+    uint16_t *hb = malloc(n * sizeof *hb);
+    void *dev = NULL;
+    assert_true(hf && hb);
+    assert_int_equal(cudaMalloc(&dev, n * sizeof(float)), cudaSuccess);
+    for (int k = 0; k < 4; k++) {
+        comm_dtype dt = k < 2 ? COMM_F32 : COMM_BF16;
+        comm_op op = k % 2 ? COMM_AVG : COMM_SUM;
+        for (size_t i = 0; i < n; i++) {
+            hf[i] = (float)(i % 8) + (float)rank;
+            hb[i] = bf16_from_float(hf[i]);
+        }
+        size_t bytes = n * comm_dtype_size(dt);
+        assert_int_equal(cudaMemcpy(dev, dt == COMM_F32 ? (void *)hf : (void *)hb, bytes, cudaMemcpyHostToDevice),
+                         cudaSuccess);
+        if (comm_nccl_allreduce(nc, dev, n, dt, op, err, sizeof err) || comm_nccl_sync(nc, err, sizeof err))
+            fail_msg("%s", err);
+        assert_int_equal(cudaMemcpy(dt == COMM_F32 ? (void *)hf : (void *)hb, dev, bytes, cudaMemcpyDeviceToHost),
+                         cudaSuccess);
+        for (size_t i = 0; i < n; i++) {
+            float want = (float)(i % 8) * size + (float)(size * (size - 1) / 2);
+            if (op == COMM_AVG)
+                want /= (float)size;
+            float got = dt == COMM_F32 ? hf[i] : float_from_bf16(hb[i]);
+            if (got != want)
+                fail_msg("%s %s element %zu: %g, want %g", dt == COMM_F32 ? "f32" : "bf16", op ? "AVG" : "SUM", i,
+                         got, want);
+        }
+    }
+    assert_int_equal(cudaFree(dev), cudaSuccess);
+    free(hf);
+    free(hb);
+    assert_int_equal(comm_nccl_destroy(nc, err, sizeof err), COMM_OK);
+}
+#endif
+
+COMM_TEST(test_nccl)
+{
+    char err[256] = "";
+    int rc = comm_nccl_probe(err, sizeof err);
+    if (!comm_have_nccl()) {
+        assert_int_equal(rc, COMM_ENOTSUP);
+        assert_non_null(strstr(err, "no NCCL"));
+        return;
+    }
+#ifdef EMPD_HAVE_NCCL
+    /* The ranks must take the same branch: init is collective. */
+    int64_t all_have_gpu = rc == COMM_OK;
+    char line[256];
+    assert_int_equal(comm_allreduce(G, &all_have_gpu, 1, COMM_I64, COMM_MIN, line, sizeof line), COMM_OK);
+    if (all_have_gpu) {
+        check_nccl_allreduce();
+        return;
+    }
+    if (rc) {
+        assert_int_equal(rc, COMM_ENOGPU);
+        assert_non_null(strstr(err, "no GPU: cudaGetDeviceCount: "));
+    }
+    comm_nccl *nc = (comm_nccl *)(uintptr_t)1; /* init must clear it */
+    err[0] = '\0';
+    assert_int_equal(comm_nccl_init(G, &nc, err, sizeof err), COMM_ENOGPU);
+    assert_null(nc);
+    assert_non_null(strstr(err, "no GPU"));
+    assert_int_equal(comm_nccl_destroy(NULL, err, sizeof err), COMM_OK);
+    assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
+#endif
+}
+
+/* Mean wall time of `iters` all-reduces, the slowest rank's, after one warm-up. */
+static double time_allreduce(float *x, size_t n, int iters, int raw)
+{
+    char err[256];
+    MPI_Barrier(MPI_COMM_WORLD);
+    double total = 0;
+    for (int it = -1; it < iters; it++) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        double t0 = now_s();
+        int rc = raw ? MPI_Allreduce(MPI_IN_PLACE, x, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD)
+                     : comm_allreduce(G, x, n, COMM_F32, COMM_SUM, err, sizeof err);
+        if (rc) {
+            fprintf(stderr, "test_comm --bench: all-reduce failed: %s\n", raw ? "MPI_Allreduce" : err);
+            comm_abort(G, 1);
+        }
+        double dt = now_s() - t0;
+        if (it >= 0)
+            total += dt;
+    }
+    double mean = total / iters;
+    MPI_Allreduce(MPI_IN_PLACE, &mean, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    return mean;
+}
+
+static int run_bench(void)
+{
+    const size_t mbytes[] = {10, 100};
+    for (size_t k = 0; k < 2; k++) {
+        size_t n = mbytes[k] * 1000 * 1000 / sizeof(float);
+        float *x = malloc(n * sizeof *x);
+        if (!x) {
+            fprintf(stderr, "test_comm --bench: out of memory for %zu floats\n", n);
+            comm_abort(G, 1);
+        }
+        for (size_t i = 0; i < n; i++)
+            x[i] = (float)(i % 7);
+        int iters = mbytes[k] > 50 ? 10 : 30;
+        double peer = time_allreduce(x, n, iters, 1);
+        double ours = time_allreduce(x, n, iters, 0);
+        if (comm_rank(G) == 0)
+            printf("bench: comm_allreduce_f32_%zuMB_%dranks ours=%.2f peer=%.2f unit=ms ratio=%.3f goal=<=1.05\n",
+                   mbytes[k], comm_size(G), ours * 1e3, peer * 1e3, ours / peer);
+        free(x);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    char err[512];
+    if (comm_init(&argc, &argv, &G, err, sizeof err)) {
+        fprintf(stderr, "test_comm: %s\n", err);
+        return 1;
+    }
+    int failed = 0;
+    if (argc > 1 && !strcmp(argv[1], "--bench")) {
+        failed = run_bench();
+    } else {
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test_setup(test_group_identity, abort_after_failure),
+            cmocka_unit_test_setup(test_allreduce_f32, abort_after_failure),
+            cmocka_unit_test_setup(test_allreduce_f64, abort_after_failure),
+            cmocka_unit_test_setup(test_allreduce_i64, abort_after_failure),
+            cmocka_unit_test_setup(test_allreduce_bit_identical, abort_after_failure),
+            cmocka_unit_test_setup(test_allreduce_large, abort_after_failure),
+            cmocka_unit_test_setup(test_allreduce_empty, abort_after_failure),
+            cmocka_unit_test_setup(test_broadcast, abort_after_failure),
+            cmocka_unit_test_setup(test_barrier, abort_after_failure),
+            cmocka_unit_test_setup(test_allgather, abort_after_failure),
+            cmocka_unit_test_setup(test_errors_are_codes, abort_after_failure),
+            cmocka_unit_test_setup(test_mpi_error_returns, abort_after_failure),
+            cmocka_unit_test_setup(test_second_group, abort_after_failure),
+            cmocka_unit_test_setup(test_nccl, abort_after_failure),
+        };
+        char name[64];
+        snprintf(name, sizeof name, "comm rank %d of %d", comm_rank(G), comm_size(G));
+        failed = _cmocka_run_group_tests(name, tests, sizeof tests / sizeof tests[0], NULL, abort_after_failure);
+        int64_t total = failed;
+        if (comm_allreduce(G, &total, 1, COMM_I64, COMM_SUM, err, sizeof err)) {
+            fprintf(stderr, "test_comm: %s\n", err);
+            comm_abort(G, 1);
+        }
+        failed = total > 0;
+    }
+    if (comm_finalize(G, err, sizeof err)) {
+        fprintf(stderr, "test_comm: %s\n", err);
+        return 1;
+    }
+    comm_group *again = NULL;
+    if (comm_init(NULL, NULL, &again, err, sizeof err) != COMM_EINVAL || again || !strstr(err, "finalized")) {
+        fprintf(stderr, "test_comm: comm_init after MPI_Finalize did not fail as documented: %s\n", err);
+        return 1;
+    }
+    return failed ? 1 : 0;
+}
