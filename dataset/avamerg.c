@@ -332,6 +332,8 @@ static enum rec_status parse_record(rec_ctx *rc, const cJSON *rec, am_sample *s)
         return st;
 
     s->last_turn_id = (int)last_id;
+    s->first_turn_id = (int)first_id;
+    s->n_turns = cJSON_GetArraySize(turns);
     s->first_turn_labeled = chain_has_label(first_chain);
     if (!(s->conversation_id = strdup(cid->valuestring)))
         return REC_NOMEM;

@@ -53,7 +53,9 @@ typedef struct {
     am_profile speaker, listener;
     char *topic;   /* NULL when missing */
     char *context; /* "" when missing */
-    int last_turn_id; /* numeric turn_id of the turn this sample is made of */
+    int last_turn_id;  /* numeric turn_id of the turn this sample is made of */
+    int first_turn_id; /* lowest turn_id in the record (0 unless turns were skipped) */
+    int n_turns;       /* turns in the record */
     int n_utt;
     am_utt utt[AM_MAX_UTT];
     int label7, label32; /* -1 when unlabeled */

@@ -74,11 +74,12 @@ char *tdt_read_file(const char *path, size_t *len)
 
 char *tdt_pyref(const char *fmt, ...)
 {
-    char args[1024], cmd[1400];
+    static char args[16384], cmd[17000];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
+    int len = vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
+    assert_true(len >= 0 && (size_t)len < sizeof args);
     snprintf(cmd, sizeof cmd, "'%s' '%s/pyref.py' %s", TDT_PYTHON, TDT_SOURCE_DIR, args);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);

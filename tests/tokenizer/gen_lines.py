@@ -170,7 +170,7 @@ FIXED = [
     "Hello, my dog is cute", "", " ", "\t\t", "a", "A", "I'M SO HAPPY!!!", "unaffable", "un-aff-able",
     "The quick brown fox jumps over the lazy dog.", "¿Dónde está la biblioteca?", "Ich weiß es nicht.",
     "Je suis très content", "Καλημέρα κόσμε", "Привет, мир!", "你好，世界！", "こんにちは世界", "안녕하세요 세계",
-    "ΟΔΥΣΣΕΥΣ ΣΑΣ Σ ΑΣ. ΑΣ.Β", "a 𠀀 b", "x\U0002f800y z", "İi Iı", "K Å Ω", "e\u0301cole",
+    "ΟΔΥΣΣΕΥΣ ΣΑΣ Σ ΑΣ. ΑΣ.Β", "a 𠀀 b", "x \U0002f800 y z", "İi Iı", "K Å Ω", "e\u0301cole",
     "a" * 100, "a" * 101, "é" * 100, "é" * 101, "ab" * 60, "x" + "\u0301" * 200,
     "[cls] [sep] [unk] [mask] [pad]", "[unused0] [unused993]", "##ing ##s", "#", "##",
     "\x00\x01\x02 hidden \u200b zero \ufeff width", "tab\tseparated\tvalues", "line\rfeed",
