@@ -104,7 +104,7 @@ uint64_t pyrandom_randbelow(pyrandom *r, uint64_t n)
 {
     if (n == 0)
         return 0;
-    int k = 64 - __builtin_clzll(n) + (n > 4);
+    int k = 64 - __builtin_clzll(n);
     uint64_t v = pyrandom_getrandbits(r, k);
     while (v >= n)
         v = pyrandom_getrandbits(r, k);

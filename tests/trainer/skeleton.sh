@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# One end-to-end test of the skeleton per call: skeleton.sh NAME. The environment (set by ctest)
+# gives EMPD (the binary), EMPD_PYTHON, MPIEXEC, WORK (a scratch folder) and REPO.
+set -euo pipefail
+name=$1
+here=$(cd "$(dirname "$0")" && pwd)
+cfg=$REPO/configs/tiny-text.json
+mpi() { "$MPIEXEC" -np "$1" --oversubscribe "${@:2}"; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+shards=$WORK/shards
+t=$WORK/$name
+rm -rf "$t" && mkdir -p "$t"
+common=(--config "$cfg" --shards "$shards" --set train.threads=1 --quiet)
+
+# Train losses of a run's metrics.jsonl, one "step loss" per line, bit-exact text.
+losses() { grep '"event":"train"' "$1/metrics.jsonl" | sed -E 's/.*"step":([0-9]+),.*"loss":([^,]+),.*/\1 \2/'; }
+
+case $name in
+fixture)
+  rm -rf "$WORK/corpus" "$shards"
+  "$EMPD" synth --out "$WORK/corpus" --conversations 600 --seed 11
+  "$EMPD" shard --data "$WORK/corpus" --out "$shards"
+  ;;
+cli)
+  "$EMPD" --help | grep -q 'train' || fail "empd --help does not list train"
+  for c in synth shard train tokenize; do
+    "$EMPD" $c --help >"$t/help" || fail "empd $c --help failed"
+    grep -q -- '--' "$t/help" || fail "empd $c --help lists no option"
+  done
+  "$EMPD" train --help | grep -q 'train.lr' || fail "empd train --help does not list the config fields"
+  if "$EMPD" train --set train.lrr=1 --shards /nonexistent 2>"$t/err"; then fail "unknown field accepted"; fi
+  grep -q "unknown field 'train.lrr'" "$t/err" || fail "no clear line for an unknown field: $(cat "$t/err")"
+  [ "$(wc -l <"$t/err")" -eq 1 ] || fail "more than one line for one error: $(cat "$t/err")"
+  if "$EMPD" train --set train.lr=-1 2>"$t/err"; then fail "negative lr accepted"; fi
+  grep -q "train.lr = -1 is outside" "$t/err" || fail "no clear line for a bad value: $(cat "$t/err")"
+  if "$EMPD" train --shards "$t/none" 2>"$t/err"; then fail "missing shards accepted"; fi
+  grep -q "$t/none" "$t/err" || fail "missing shards error does not name the folder: $(cat "$t/err")"
+  echo '{"train": {"lr": 0.1,}}' >"$t/bad.json"
+  if "$EMPD" train --config "$t/bad.json" 2>"$t/err"; then fail "malformed config accepted"; fi
+  grep -q "bad.json: malformed JSON near line 1" "$t/err" || fail "malformed config line: $(cat "$t/err")"
+  if "$EMPD" shard --data "$t/nowhere" --out "$t/s" 2>"$t/err"; then fail "shard of a missing folder succeeded"; fi
+  grep -q "no train.json" "$t/err" || fail "shard error: $(cat "$t/err")"
+  [ ! -e "$t/s/manifest.json" ] || fail "a manifest was written for a failed shard run"
+  ;;
+replicas)
+  mpi 2 "$EMPD" train "${common[@]}" --out "$t/run" --max-steps 30 --save-all-ranks
+  "$EMPD_PYTHON" "$here/compare.py" "$t/run/model-rank0.safetensors" "$t/run/model-rank1.safetensors" exact
+  ;;
+two_vs_one)
+  # Same samples per step: 2 ranks x 4 == 1 rank x 8 (no dropout, so the ranks' math is the only difference).
+  set2=(--set model.dropout=0 --max-steps 20 --set train.eval_every=0)
+  mpi 2 "$EMPD" train "${common[@]}" "${set2[@]}" --set train.batch_size=4 --out "$t/two"
+  mpi 1 "$EMPD" train "${common[@]}" "${set2[@]}" --set train.batch_size=8 --out "$t/one"
+  "$EMPD_PYTHON" "$here/compare.py" "$t/two/model.safetensors" "$t/one/model.safetensors" rel 1e-5
+  paste <(losses "$t/two") <(losses "$t/one") | awk '{d=$2-$4; if (d<0) d=-d; r=d/($4>0?$4:-$4);
+    if (r>m) m=r} END {printf "losses: max relative difference %.3g over %d steps\n", m, NR; exit !(m<=1e-5)}'
+  ;;
+resume)
+  # 30 uninterrupted steps vs 15 + resume + 15: crosses the epoch boundary (22 steps per epoch), with dropout.
+  mpi 2 "$EMPD" train "${common[@]}" --out "$t/full" --max-steps 30 --set train.checkpoint_every=0
+  mpi 2 "$EMPD" train "${common[@]}" --out "$t/split" --max-steps 15 --set train.checkpoint_every=0
+  [ -e "$t/split/checkpoints/step-00000015/COMPLETE" ] || fail "no complete checkpoint at step 15"
+  mpi 2 "$EMPD" train "${common[@]}" --out "$t/split" --max-steps 30 --set train.checkpoint_every=0 --resume auto
+  "$EMPD_PYTHON" "$here/compare.py" "$t/full/model.safetensors" "$t/split/model.safetensors" exact
+  diff <(losses "$t/full") <(losses "$t/split") || fail "losses differ after resume"
+  echo "resume: 30 steps == 15 + resume + 15, weights and $(losses "$t/full" | wc -l) losses bit-identical"
+  ;;
+learns)
+  mpi 2 "$EMPD" train "${common[@]}" --out "$t/run" --max-steps 400 --set train.eval_every=400
+  "$EMPD_PYTHON" - "$t/run/metrics.jsonl" "$shards/manifest.json" <<'PY'
+import json, sys
+evals = [json.loads(l) for l in open(sys.argv[1]) if '"eval"' in l]
+man = json.load(open(sys.argv[2]))
+val = next(s for s in (man["splits"] if isinstance(man["splits"], list) else
+                      [dict(v, name=k) for k, v in man["splits"].items()]) if s["name"] == "val")
+hist = val.get("label7_histogram") or val.get("label7_hist")
+majority = max(hist) / sum(hist)
+acc = evals[-1]["accuracy"]
+print(f"val accuracy {acc:.3f}; majority class {majority:.3f}; chance 1/7 = {1/7:.3f}")
+sys.exit(0 if acc >= majority + 0.15 else "the model did not learn the text signal")
+PY
+  ;;
+*) fail "unknown test $name" ;;
+esac
+echo "ok: $name"
