@@ -26,7 +26,7 @@ static const signed char label7_of_32[AM_N_LABEL32] = {
     0 /* faithful */,    2 /* furious */,      0 /* grateful */, 4 /* guilty */,       0 /* hopeful */,
     1 /* impressed */,   6 /* jealous */,      0 /* joyful */,   4 /* lonely */,       4 /* nostalgic */,
     0 /* prepared */,    0 /* proud */,        4 /* sad */,      4 /* sentimental */,  1 /* surprised */,
-    4 /* terrified */,   0 /* trusting */};
+    3 /* terrified */,   0 /* trusting */};
 
 static const char *const label7_names[AM_N_LABEL7] = {"happy", "surprised", "angry",   "fear",
                                                       "sad",   "disgusted", "contempt"};
