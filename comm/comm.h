@@ -8,7 +8,8 @@
  *   MPI only when nobody has yet, and then comm_finalize finalises it; a caller that initialised MPI
  *   itself keeps ownership and finalises it after comm_finalize. Each handle holds its own duplicate of
  *   MPI_COMM_WORLD, so its traffic never matches messages of other MPI users in the process, and MPI
- *   errors on it come back as codes (MPI_ERRORS_RETURN) rather than killing the job. Several handles may
+ *   errors on it come back as codes (MPI_ERRORS_RETURN) rather than killing the job; when comm_init
+ *   initialises MPI it sets MPI_ERRORS_RETURN on MPI_COMM_WORLD too. Several handles may
  *   live at once; comm_init and comm_finalize themselves must not run in two threads at the same time.
  *
  * Collective calls
@@ -80,8 +81,9 @@ size_t comm_dtype_size(comm_dtype dt);
  * NULL; MPI may remove its own arguments from them), duplicates MPI_COMM_WORLD, and finds rank, size,
  * the rank and size among processes on this host, and the host name. On success *out holds a handle to
  * release with comm_finalize. Returns COMM_EINVAL if MPI was already finalised, COMM_EMPI or
- * COMM_ENOMEM otherwise; then *out is NULL. MPI_Init_thread itself aborts the process if it fails:
- * MPI offers no way to report that. */
+ * COMM_ENOMEM otherwise; then *out is NULL and the caller should comm_abort (other ranks may be waiting).
+ * A failing MPI_Init_thread usually ends the process before comm_init can report it (MPI's default
+ * error handler applies until MPI is up). */
 int comm_init(int *argc, char ***argv, comm_group **out, char *err, size_t errlen);
 
 /* COLLECTIVE. Releases the handle (NULL is a no-op returning 0) and, if comm_init initialised MPI and

@@ -68,7 +68,9 @@ static int agree(comm_group *g, int code, const char *step, char *err, size_t er
     int rc = comm_allreduce(g, &worst, 1, COMM_I64, COMM_MAX, mpi_err, sizeof mpi_err);
     if (rc)
         return comm_fail(err, errlen, rc, "%s", mpi_err);
-    if (worst && !code) {
+    if (code)
+        return code;
+    if (worst) {
         if (worst == COMM_ENOGPU)
             return comm_fail(err, errlen, COMM_ENOGPU,
                              "comm: no GPU on another rank; NCCL setup stopped at %s on rank %d", step,
@@ -77,7 +79,7 @@ static int agree(comm_group *g, int code, const char *step, char *err, size_t er
                          "comm: NCCL setup stopped at %s on rank %d: another rank failed (%s); its line says why",
                          step, comm_rank(g), comm_strerror((int)worst));
     }
-    return (int)worst;
+    return COMM_OK;
 }
 
 /* This rank's part of init that needs no other rank: device and stream. */

@@ -22,7 +22,7 @@ void ds_sampler_set_epoch(ds_sampler *s, uint64_t epoch)
     if (s->flags & DS_SAMPLER_SHUFFLE) {
         /* Seeding with the integer seed + epoch * 2^64 keeps every (seed, epoch) pair distinct, unlike
          * PyTorch's seed + epoch, and stays one random.seed() call in Python. */
-        uint64_t limbs[2] = {s->seed + epoch, 0};
+        uint64_t limbs[2] = {s->seed, epoch};
         pyrandom r;
         pyrandom_seed_limbs(&r, limbs, 2);
         pyrandom_shuffle(&r, s->order, s->n);

@@ -34,7 +34,7 @@
  * (n_conversations / 5 + 1 unlabeled ones, ids after train's). out_dir is created if missing (its parent
  * must exist). Each file is written to a temporary name, fsync'd and renamed, so a reader never sees half a
  * file. Returns SYNTH_TEXT_OK or a negative SYNTH_TEXT_ERR_* with one line in err.
- * About 3 KB per conversation; 300 conversations take a few milliseconds. */
+ * About 2.3 KB per conversation in train.json; 300 conversations take ~10 ms, 30,000 about 1.5 s. */
 int synth_text_write(const char *out_dir, int n_conversations, uint64_t seed, char *err, size_t errlen);
 
 #endif

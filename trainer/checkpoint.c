@@ -212,7 +212,7 @@ static void free_names(char **names, int n)
 int tr_ckpt_save(const char *run_dir, const tr_ckpt_state *st, const mp_params *ps, const tr_adamw *o,
                  const char *config_json, int keep_last, char *err, size_t errlen)
 {
-    char ckdir[4096], tmp[4200], final[4200], p[4300];
+    char ckdir[4096], final[4200], tmp[4210], p[4300];
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", run_dir);
     if (mkdir(ckdir, 0755) != 0 && errno != EEXIST)
         return fail(err, errlen, "%s: cannot create: %s", ckdir, strerror(errno));

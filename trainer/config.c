@@ -97,7 +97,7 @@ static int apply_set(cJSON *root, const char *set, char *err, size_t errlen)
     const char *eq = strchr(set, '=');
     if (!eq || eq == set)
         return fail(err, errlen, "--set '%s': expected section.field=value", set);
-    char key[256], leaf[128];
+    char key[256], leaf[256];
     snprintf(key, sizeof key, "%.*s", (int)(eq - set), set);
     cJSON *o = parent_of(root, key, leaf, sizeof leaf);
     if (!o)
@@ -161,7 +161,7 @@ static int read_fields(cJSON *root, tr_config *c, const char *src, char *err, si
                 return fail(err, errlen, "%s: %s must be a string", src, f->key);
             snprintf(dst, sizeof c->data.shards, "%s", v ? v->valuestring : f->def_str);
             if (!v) {
-                char leaf[128];
+                char leaf[256];
                 cJSON_AddStringToObject(parent_of(root, f->key, leaf, sizeof leaf), leaf, f->def_str);
             }
             continue;
@@ -172,7 +172,7 @@ static int read_fields(cJSON *root, tr_config *c, const char *src, char *err, si
                 return fail(err, errlen, "%s: %s must be a number", src, f->key);
             x = cJSON_IsBool(v) ? cJSON_IsTrue(v) : v->valuedouble;
         } else {
-            char leaf[128];
+            char leaf[256];
             cJSON_AddNumberToObject(parent_of(root, f->key, leaf, sizeof leaf), leaf, x);
         }
         if (f->kind == K_INT && x != (double)(int64_t)x)

@@ -145,9 +145,14 @@ static tm_inputs batch_inputs(const ds_batch *b)
     return in;
 }
 
+/* The labels the model is trained on; an unlabeled row (-1) becomes torch's ignore index. */
 static int64_t *batch_labels(const trainer *t, const ds_batch *b)
 {
-    return t->cfg.model.num_classes == 32 ? b->label32 : b->label7;
+    int64_t *y = t->cfg.model.num_classes == 32 ? b->label32 : b->label7;
+    for (int i = 0; i < b->B; i++)
+        if (y[i] < 0)
+            y[i] = -100;
+    return y;
 }
 
 /* Averages every gradient across ranks with one all-reduce of the packed gradients. */
@@ -221,8 +226,8 @@ static int evaluate(trainer *t, const char *split, tr_metrics *m, double *mean_l
         return -1;
     size_t *idx = malloc(bs * sizeof *idx);
     float *logits = malloc(bs * (size_t)nc * sizeof *logits);
-    ds_batch b;
-    int rc = (!idx || !logits || ds_batch_alloc(&b, (int)bs, DS_MAX_UTT, (int)t->cfg.model.utt_tokens, 1))
+    ds_batch b = {0};
+    int rc = (!idx || !logits || ds_batch_alloc(&b, (int)bs, DS_MAX_UTT, (int)t->cfg.model.utt_tokens, 2, t->err, sizeof t->err))
                  ? (snprintf(t->err, sizeof t->err, "evaluate: out of memory"), -1)
                  : 0;
     size_t real;
@@ -485,7 +490,7 @@ static int train_loop(trainer *t, const char *resume_how)
             t->world > 1 ? "s" : "", bs, ds_sampler_steps_per_epoch(&s), t->flat_n);
     size_t *idx = malloc(bs * sizeof *idx);
     ds_batch b = {0};
-    if (rc == 0 && (!idx || ds_batch_alloc(&b, (int)bs, DS_MAX_UTT, (int)c->model.utt_tokens, 1))) {
+    if (rc == 0 && (!idx || ds_batch_alloc(&b, (int)bs, DS_MAX_UTT, (int)c->model.utt_tokens, 2, t->err, sizeof t->err))) {
         snprintf(t->err, sizeof t->err, "train: out of memory for a batch of %zu", bs);
         free(idx);
         ds_sampler_free(&s);
