@@ -1,6 +1,7 @@
 #include "dataset/manifest.h"
 
 #include "dataset/record.h"
+#include "dataset/shard.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -165,6 +166,9 @@ static int check_manifest(const ds_manifest *m, const char *path, int code, char
         return fail(err, errlen, code, "%s: format_version: %d (expected >= 1)", path, m->format_version);
     for (int i = 0; i < m->n_splits; i++) {
         const ds_manifest_split *s = &m->splits[i];
+        if (!ds_shard_split_name_ok(s->name))
+            return fail(err, errlen, code, "%s: splits: name \"%s\" (expected 1..%d of [a-z0-9_])", path, s->name,
+                        DS_SPLIT_NAME_MAX);
         if (s->conversation_ids.n != s->count)
             return fail(err, errlen, code, "%s: splits.%s.conversation_ids: %zu ids for count %zu", path, s->name,
                         s->conversation_ids.n, s->count);
@@ -356,6 +360,16 @@ static const cJSON *get(const rctx *c, const cJSON *obj, const char *key, const 
     return v;
 }
 
+static const cJSON *get_object(const rctx *c, const cJSON *obj, const char *key, const char *field, int *rc)
+{
+    const cJSON *v = get(c, obj, key, field, rc);
+    if (v && !cJSON_IsObject(v)) {
+        *rc = bad(c, field, "expected an object");
+        return NULL;
+    }
+    return v;
+}
+
 static int get_int(const rctx *c, const cJSON *obj, const char *key, const char *field, double lo, double hi,
                    double *out)
 {
@@ -414,33 +428,47 @@ static int read_hist(const rctx *c, const cJSON *v, const char *field, int64_t *
     return 0;
 }
 
-static int read_split(const rctx *c, const cJSON *o, ds_manifest_split *s)
+/* splits.NAME.key as an array of strings, or of n integers. */
+static int split_strv(const rctx *c, const cJSON *o, const char *name, const char *key, ds_strv *out)
 {
     char f[160];
     int rc = 0;
+    snprintf(f, sizeof f, "splits.%s.%s", name, key);
+    const cJSON *v = get(c, o, key, f, &rc);
+    return v ? read_strv(c, v, f, out) : rc;
+}
+
+static int split_hist(const rctx *c, const cJSON *o, const char *name, const char *key, int64_t *h, int n)
+{
+    char f[160];
+    int rc = 0;
+    snprintf(f, sizeof f, "splits.%s.%s", name, key);
+    const cJSON *v = get(c, o, key, f, &rc);
+    return v ? read_hist(c, v, f, h, n) : rc;
+}
+
+static int read_split(const rctx *c, const cJSON *o, ds_manifest_split *s)
+{
+    char f[160];
+    int rc;
     double count;
-    const cJSON *v;
-#define FIELD(key) (snprintf(f, sizeof f, "splits.%s.%s", s->name, key), f)
+    snprintf(f, sizeof f, "splits.%s", s->name);
     if (!cJSON_IsObject(o))
-        return bad(c, FIELD(""), "expected an object");
-    if ((rc = get_int(c, o, "count", FIELD("count"), 0, 9007199254740992.0, &count)))
+        return bad(c, f, "expected an object");
+    snprintf(f, sizeof f, "splits.%s.count", s->name);
+    if ((rc = get_int(c, o, "count", f, 0, 9007199254740992.0, &count)))
         return rc;
     s->count = (size_t)count;
-    if (!(v = get(c, o, "shards", FIELD("shards"), &rc)) || (rc = read_strv(c, v, f, &s->shards)))
+    if ((rc = split_strv(c, o, s->name, "shards", &s->shards)))
         return rc;
+    snprintf(f, sizeof f, "splits.%s.shards", s->name);
     for (size_t i = 0; i < s->shards.n; i++)
         if (!s->shards.v[i][0] || strchr(s->shards.v[i], '/'))
-            return bad(c, FIELD("shards"), "expected plain file names inside the shards folder");
-    if (!(v = get(c, o, "conversation_ids", FIELD("conversation_ids"), &rc)) ||
-        (rc = read_strv(c, v, f, &s->conversation_ids)))
+            return bad(c, f, "expected plain file names inside the shards folder");
+    if ((rc = split_strv(c, o, s->name, "conversation_ids", &s->conversation_ids)) ||
+        (rc = split_hist(c, o, s->name, "label7_histogram", s->label7_hist, 7)) ||
+        (rc = split_hist(c, o, s->name, "label32_histogram", s->label32_hist, 32)))
         return rc;
-    if (!(v = get(c, o, "label7_histogram", FIELD("label7_histogram"), &rc)) ||
-        (rc = read_hist(c, v, f, s->label7_hist, 7)))
-        return rc;
-    if (!(v = get(c, o, "label32_histogram", FIELD("label32_histogram"), &rc)) ||
-        (rc = read_hist(c, v, f, s->label32_hist, 32)))
-        return rc;
-#undef FIELD
     return 0;
 }
 
@@ -463,10 +491,8 @@ static int read_root(const rctx *c, const cJSON *root, ds_manifest *m)
     if ((rc = get_str(c, root, "created_by", "created_by", &m->created_by)))
         return rc;
 
-    if (!(v = get(c, root, "splits", "splits", &rc)))
+    if (!(v = get_object(c, root, "splits", "splits", &rc)))
         return rc;
-    if (!cJSON_IsObject(v))
-        return bad(c, "splits", "expected an object");
     cJSON_ArrayForEach(e, v) {
         ds_manifest_split *s = ds_manifest_add_split(m, e->string);
         if (!s)
@@ -475,13 +501,11 @@ static int read_root(const rctx *c, const cJSON *root, ds_manifest *m)
             return rc;
     }
 
-    const cJSON *sk = get(c, root, "skipped", "skipped", &rc);
+    const cJSON *sk = get_object(c, root, "skipped", "skipped", &rc);
     if (!sk)
         return rc;
-    if (!(v = get(c, sk, "counts", "skipped.counts", &rc)))
+    if (!(v = get_object(c, sk, "counts", "skipped.counts", &rc)))
         return rc;
-    if (!cJSON_IsObject(v))
-        return bad(c, "skipped.counts", "expected an object of counts");
     cJSON_ArrayForEach(e, v) {
         snprintf(f, sizeof f, "skipped.counts.%s", e->string);
         if (!is_int(e, 0, 9007199254740992.0))
@@ -493,10 +517,8 @@ static int read_root(const rctx *c, const cJSON *root, ds_manifest *m)
     if (!(v = get(c, sk, "lines", "skipped.lines", &rc)) || (rc = read_strv(c, v, "skipped.lines", &m->skip_lines)))
         return rc;
 
-    if (!(v = get(c, root, "vocabularies", "vocabularies", &rc)))
+    if (!(v = get_object(c, root, "vocabularies", "vocabularies", &rc)))
         return rc;
-    if (!cJSON_IsObject(v))
-        return bad(c, "vocabularies", "expected an object of string arrays");
     cJSON_ArrayForEach(e, v) {
         ds_manifest_vocab *voc = ds_manifest_add_vocab(m, e->string);
         if (!voc)
@@ -506,7 +528,7 @@ static int read_root(const rctx *c, const cJSON *root, ds_manifest *m)
             return rc;
     }
 
-    const cJSON *tok = get(c, root, "tokenizer", "tokenizer", &rc);
+    const cJSON *tok = get_object(c, root, "tokenizer", "tokenizer", &rc);
     if (!tok)
         return rc;
     if (!(v = get(c, tok, "vocab_md5", "tokenizer.vocab_md5", &rc)))
@@ -521,7 +543,7 @@ static int read_root(const rctx *c, const cJSON *root, ds_manifest *m)
         return rc;
     m->ctx_max_tokens = (int)d;
 
-    const cJSON *src = get(c, root, "source", "source", &rc);
+    const cJSON *src = get_object(c, root, "source", "source", &rc);
     if (!src)
         return rc;
     if ((rc = get_str(c, src, "data_dir", "source.data_dir", &m->source_data_dir)) ||

@@ -55,7 +55,7 @@ static int fsync_dir(const char *dir)
     return rc;
 }
 
-static int split_name_ok(const char *s)
+int ds_shard_split_name_ok(const char *s)
 {
     size_t n = 0;
     for (; s[n]; n++)
@@ -66,9 +66,7 @@ static int split_name_ok(const char *s)
 
 int ds_shard_file_name(char *buf, size_t n, const char *split, int part)
 {
-    if (!split || !split_name_ok(split))
-        return fail(buf, n, DS_SHARD_EINVAL, "split name must be 1..%d of [a-z0-9_]", DS_SPLIT_NAME_MAX);
-    if (part < 0)
+    if (!split || !ds_shard_split_name_ok(split) || part < 0)
         return DS_SHARD_EINVAL;
     int len = snprintf(buf, n, "%s-%05d.lmdb", split, part);
     return len < 0 || (size_t)len >= n ? DS_SHARD_EINVAL : DS_SHARD_OK;
@@ -428,7 +426,7 @@ int ds_shard_reader_open(const char *dir, const char *split, char *const *files,
                          ds_shard_reader **out, char *err, size_t errlen)
 {
     *out = NULL;
-    if (!split_name_ok(split))
+    if (!ds_shard_split_name_ok(split))
         return fail(err, errlen, DS_SHARD_EINVAL, "split \"%s\": names are 1..%d of [a-z0-9_]", split,
                     DS_SPLIT_NAME_MAX);
     size_t *parts = NULL;
@@ -598,10 +596,11 @@ int ds_shard_verify(const char *dir, const ds_manifest *m, ds_shard_verify_stats
         int rc = ds_shard_reader_open(dir, s->name, s->shards.v, s->shards.n, &r, err, errlen);
         if (rc)
             return rc;
-        if (r->count != s->count) {
+        size_t have = r->count;
+        if (have != s->count) {
             ds_shard_reader_close(r);
             return fail(err, errlen, DS_SHARD_ECORRUPT, "split %s: %zu records in its shards, manifest says %zu",
-                        s->name, r->count, s->count);
+                        s->name, have, s->count);
         }
         int64_t h7[7] = {0}, h32[32] = {0};
         for (size_t k = 0; k < r->n && !rc; k++)

@@ -29,6 +29,9 @@
 
 #define DS_SPLIT_NAME_MAX 31   /* split names: 1..31 of [a-z0-9_] */
 
+/* 1 when s is a valid split name (1..DS_SPLIT_NAME_MAX of [a-z0-9_]), else 0. */
+int ds_shard_split_name_ok(const char *s);
+
 /* Write "{split}-{part:05d}.lmdb" into buf. DS_SHARD_EINVAL for a bad split name or part < 0,
  * or when buf is too small. */
 int ds_shard_file_name(char *buf, size_t n, const char *split, int part);

@@ -462,30 +462,26 @@ static void wp_flush(wp_state *s)
         wp_emit(s, s->v->unk);
         return;
     }
-    char text[2 + 4 * WP_MAX_WORD_CHARS];   /* "##" room before the first character */
+    char text[4 * WP_MAX_WORD_CHARS], key[2 + 4 * WP_MAX_WORD_CHARS] = "##";
     size_t at[WP_MAX_WORD_CHARS + 1];
-    at[0] = 2;
+    at[0] = 0;
     for (size_t i = 0; i < n; i++)
         at[i + 1] = at[i] + wp_put_utf8(s->word[i], text + at[i]);
     uint32_t piece[WP_MAX_WORD_CHARS];
     size_t npiece = 0;
     for (size_t start = 0; start < n;) {
+        const char *from = text + at[start];
+        size_t prefix = 0;
+        if (start) {   /* pieces after the first are spelled "##piece" in the vocabulary */
+            memcpy(key + 2, from, at[n] - at[start]);
+            from = key;
+            prefix = 2;
+        }
         int id = -1;
         size_t end = n;
         for (; end > start; end--) {
-            size_t from = start ? at[start] - 2 : at[start];
-            size_t bytes = at[end] - from;
-            if (bytes > s->v->max_bytes)
-                continue;
-            char saved[2] = {text[at[start] - 2], text[at[start] - 1]};
-            if (start) {
-                text[at[start] - 2] = '#';
-                text[at[start] - 1] = '#';
-            }
-            id = wp_lookup(s->v, text + from, bytes);
-            text[at[start] - 2] = saved[0];
-            text[at[start] - 1] = saved[1];
-            if (id >= 0)
+            size_t bytes = prefix + at[end] - at[start];
+            if (bytes <= s->v->max_bytes && (id = wp_lookup(s->v, from, bytes)) >= 0)
                 break;
         }
         if (id < 0) {

@@ -18,6 +18,10 @@
  *    Python's errors="replace" decoding followed by BertTokenizer; "a\xffb" reads as "ab".
  *  - Unassigned code points (Cn) are kept; Python's BertTokenizer drops them as control characters,
  *    HF's Rust and JS tokenizers keep them. Either way they rarely survive as anything but [UNK].
+ *  - Text that spells a special token ("[CLS]", "[SEP]", ...) is ordinary text here ("[", "cl",
+ *    "##s", "]"); HF matches those spellings as the special ids. Conversation text never means them.
+ *  - CJK ideographs beyond the BMP get their spaces as in HF Python and Rust; HF's tokenizers.js
+ *    (the test reference) spaces only BMP ideographs.
  *  - Canonical reordering of NFD is not done: it only matters between combining marks other than
  *    Mn, which no Latin, Greek, Cyrillic or CJK text has.
  *
@@ -53,13 +57,14 @@ int wp_vocab_id(const wp_vocab *v, const char *token);
 const char *wp_vocab_md5(const wp_vocab *v);
 
 /* Ids of len bytes of UTF-8 text, without [CLS]/[SEP]. Writes at most cap ids to ids (which may be
- * NULL when cap is 0) and stores the full count in *n, so *n > cap means truncated output.
- * Returns 0, or -1 when out of memory (then *n is 0). */
+ * NULL when cap is 0) and stores the full count in *n, so *n > cap means truncated output. Allocates
+ * nothing. Returns 0, or -1 when v is NULL, utf8 is NULL with len > 0, or ids is NULL with cap > 0
+ * (then *n is 0). */
 int wp_encode(const wp_vocab *v, const char *utf8, size_t len, uint32_t *ids, size_t cap, size_t *n);
 
 /* [CLS] ids [SEP], cut to max_len ids (max_len >= 2) by dropping ids from the end of the text
  * while [SEP] stays last, as HF's truncation does. Returns the count written (<= max_len), or 0
- * when max_len < 2 or out of memory. */
+ * when max_len < 2 or an argument is invalid as for wp_encode. */
 size_t wp_encode_special(const wp_vocab *v, const char *utf8, size_t len, uint32_t *ids, size_t max_len);
 
 #endif

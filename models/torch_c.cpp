@@ -154,6 +154,9 @@ tc_tensor *run_op(const char *name, std::initializer_list<const tc_tensor *> inp
     }
 }
 
+/* The body of an op that is one expression; the listed inputs must not be NULL. */
+#define TC_OP(expr, ...) return run_op(__func__, {__VA_ARGS__}, [&] { return (expr); })
+
 /* Runs a call that returns a code. */
 template <class F> int run_call(const char *name, F f) {
     try {
@@ -289,7 +292,7 @@ tc_scope *tc_scope_new(void) {
 }
 
 int tc_scope_enter(tc_scope *s) {
-    return run_call("tc_scope_enter", [&] {
+    return run_call(__func__, [&] {
         if (!s) fail(TC_EINVAL, "scope is NULL");
         for (tc_scope *o : scope_stack)
             if (o == s) fail(TC_ESTATE, "scope is already on this thread's stack");
@@ -350,14 +353,14 @@ tc_tensor *tc_move_to(tc_tensor *t, tc_scope *dst) {
 /* ---- Creation and host memory ---- */
 
 tc_tensor *tc_from_blob(void *data, const int64_t *shape, int ndim, tc_dtype dtype) {
-    return run_op("tc_from_blob", {}, [&] {
+    return run_op(__func__, {}, [&] {
         if (!data) fail(TC_EINVAL, "data is NULL");
         return at::from_blob(data, dims(shape, ndim), at::TensorOptions().dtype(scalar_type(dtype)));
     });
 }
 
 tc_tensor *tc_from_data(const void *data, const int64_t *shape, int ndim, tc_dtype dtype) {
-    return run_op("tc_from_data", {}, [&] {
+    return run_op(__func__, {}, [&] {
         if (!data) fail(TC_EINVAL, "data is NULL");
         return at::from_blob(const_cast<void *>(data), dims(shape, ndim),
                              at::TensorOptions().dtype(scalar_type(dtype)))
@@ -366,24 +369,23 @@ tc_tensor *tc_from_data(const void *data, const int64_t *shape, int ndim, tc_dty
 }
 
 tc_tensor *tc_empty(const int64_t *shape, int ndim, tc_dtype dtype, tc_device dev) {
-    return run_op("tc_empty", {}, [&] { return at::empty(dims(shape, ndim), options(dtype, dev)); });
+    TC_OP(at::empty(dims(shape, ndim), options(dtype, dev)));
 }
 
 tc_tensor *tc_zeros(const int64_t *shape, int ndim, tc_dtype dtype, tc_device dev) {
-    return run_op("tc_zeros", {}, [&] { return at::zeros(dims(shape, ndim), options(dtype, dev)); });
+    TC_OP(at::zeros(dims(shape, ndim), options(dtype, dev)));
 }
 
 tc_tensor *tc_ones(const int64_t *shape, int ndim, tc_dtype dtype, tc_device dev) {
-    return run_op("tc_ones", {}, [&] { return at::ones(dims(shape, ndim), options(dtype, dev)); });
+    TC_OP(at::ones(dims(shape, ndim), options(dtype, dev)));
 }
 
 tc_tensor *tc_full(const int64_t *shape, int ndim, double value, tc_dtype dtype, tc_device dev) {
-    return run_op("tc_full", {},
-                  [&] { return at::full(dims(shape, ndim), value, options(dtype, dev)); });
+    TC_OP(at::full(dims(shape, ndim), value, options(dtype, dev)));
 }
 
 tc_tensor *tc_arange(int64_t n, tc_dtype dtype, tc_device dev) {
-    return run_op("tc_arange", {}, [&] { return at::arange(n, options(dtype, dev)); });
+    TC_OP(at::arange(n, options(dtype, dev)));
 }
 
 static at::TensorOptions random_options(tc_generator *gen) {
@@ -396,39 +398,25 @@ static c10::optional<at::Generator> gen_of(tc_generator *gen) {
 }
 
 tc_tensor *tc_rand_uniform(const int64_t *shape, int ndim, double lo, double hi, tc_generator *gen) {
-    return run_op("tc_rand_uniform", {}, [&] {
+    return run_op(__func__, {}, [&] {
         return at::empty(dims(shape, ndim), random_options(gen)).uniform_(lo, hi, gen_of(gen));
     });
 }
 
 tc_tensor *tc_randn(const int64_t *shape, int ndim, double mean, double std, tc_generator *gen) {
-    return run_op("tc_randn", {}, [&] {
+    return run_op(__func__, {}, [&] {
         return at::empty(dims(shape, ndim), random_options(gen)).normal_(mean, std, gen_of(gen));
     });
 }
 
-tc_tensor *tc_to_dtype(tc_tensor *t, tc_dtype dtype) {
-    return run_op("tc_to_dtype", {t}, [&] { return t->t.to(scalar_type(dtype)); });
-}
-
-tc_tensor *tc_to_device(tc_tensor *t, tc_device dev) {
-    return run_op("tc_to_device", {t}, [&] { return t->t.to(device(dev)); });
-}
-
-tc_tensor *tc_contiguous(tc_tensor *t) {
-    return run_op("tc_contiguous", {t}, [&] { return t->t.contiguous(); });
-}
-
-tc_tensor *tc_clone(tc_tensor *t) {
-    return run_op("tc_clone", {t}, [&] { return t->t.clone(); });
-}
-
-tc_tensor *tc_detach(tc_tensor *t) {
-    return run_op("tc_detach", {t}, [&] { return t->t.detach(); });
-}
+tc_tensor *tc_to_dtype(tc_tensor *t, tc_dtype dtype) { TC_OP(t->t.to(scalar_type(dtype)), t); }
+tc_tensor *tc_to_device(tc_tensor *t, tc_device dev) { TC_OP(t->t.to(device(dev)), t); }
+tc_tensor *tc_contiguous(tc_tensor *t) { TC_OP(t->t.contiguous(), t); }
+tc_tensor *tc_clone(tc_tensor *t) { TC_OP(t->t.clone(), t); }
+tc_tensor *tc_detach(tc_tensor *t) { TC_OP(t->t.detach(), t); }
 
 int tc_copy_to_host(const tc_tensor *t, void *dst, size_t nbytes) {
-    return run_call("tc_copy_to_host", [&] {
+    return run_call(__func__, [&] {
         const at::Tensor &x = need(t, "tensor");
         if (!dst) fail(TC_EINVAL, "destination is NULL");
         size_t want = (size_t)x.numel() * x.element_size();
@@ -444,7 +432,7 @@ void *tc_data_ptr(const tc_tensor *t) {
 }
 
 int tc_copy_(tc_tensor *dst, const tc_tensor *src) {
-    return run_call("tc_copy_", [&] {
+    return run_call(__func__, [&] {
         const at::Tensor &d = need(dst, "destination"), &s = need(src, "source");
         if (d.sizes() != s.sizes()) fail(TC_EINVAL, "shapes differ");
         at::NoGradGuard no_grad;
@@ -498,62 +486,51 @@ size_t tc_dtype_size(tc_dtype dtype) {
 
 double tc_item(const tc_tensor *t) {
     double v = NAN;
-    run_call("tc_item", [&] { v = need(t, "tensor").item<double>(); });
+    run_call(__func__, [&] { v = need(t, "tensor").item<double>(); });
     return v;
 }
 
 /* ---- Views and joins ---- */
 
 tc_tensor *tc_reshape(tc_tensor *t, const int64_t *shape, int ndim) {
-    return run_op("tc_reshape", {t}, [&] { return t->t.reshape(dims(shape, ndim)); });
+    TC_OP(t->t.reshape(dims(shape, ndim)), t);
 }
 
 tc_tensor *tc_permute(tc_tensor *t, const int64_t *d, int ndim) {
-    return run_op("tc_permute", {t}, [&] { return t->t.permute(dims(d, ndim)); });
+    TC_OP(t->t.permute(dims(d, ndim)), t);
 }
 
-tc_tensor *tc_transpose(tc_tensor *t, int d0, int d1) {
-    return run_op("tc_transpose", {t}, [&] { return t->t.transpose(d0, d1); });
-}
+tc_tensor *tc_transpose(tc_tensor *t, int d0, int d1) { TC_OP(t->t.transpose(d0, d1), t); }
 
 tc_tensor *tc_slice(tc_tensor *t, int dim, int64_t start, int64_t end, int64_t step) {
-    return run_op("tc_slice", {t}, [&] { return t->t.slice(dim, start, end, step); });
+    TC_OP(t->t.slice(dim, start, end, step), t);
 }
 
-tc_tensor *tc_select(tc_tensor *t, int dim, int64_t index) {
-    return run_op("tc_select", {t}, [&] { return t->t.select(dim, index); });
-}
+tc_tensor *tc_select(tc_tensor *t, int dim, int64_t index) { TC_OP(t->t.select(dim, index), t); }
 
 tc_tensor *tc_narrow(tc_tensor *t, int dim, int64_t start, int64_t length) {
-    return run_op("tc_narrow", {t}, [&] { return t->t.narrow(dim, start, length); });
+    TC_OP(t->t.narrow(dim, start, length), t);
 }
 
-tc_tensor *tc_cat(tc_tensor *const *ts, int n, int dim) {
-    return run_op("tc_cat", {}, [&] { return at::cat(tensor_list(ts, n), dim); });
-}
+tc_tensor *tc_cat(tc_tensor *const *ts, int n, int dim) { TC_OP(at::cat(tensor_list(ts, n), dim)); }
 
 tc_tensor *tc_stack(tc_tensor *const *ts, int n, int dim) {
-    return run_op("tc_stack", {}, [&] { return at::stack(tensor_list(ts, n), dim); });
+    TC_OP(at::stack(tensor_list(ts, n), dim));
 }
 
 tc_tensor *tc_expand(tc_tensor *t, const int64_t *shape, int ndim) {
-    return run_op("tc_expand", {t}, [&] { return t->t.expand(dims(shape, ndim)); });
+    TC_OP(t->t.expand(dims(shape, ndim)), t);
 }
 
-tc_tensor *tc_unsqueeze(tc_tensor *t, int dim) {
-    return run_op("tc_unsqueeze", {t}, [&] { return t->t.unsqueeze(dim); });
-}
-
-tc_tensor *tc_squeeze(tc_tensor *t, int dim) {
-    return run_op("tc_squeeze", {t}, [&] { return t->t.squeeze(dim); });
-}
+tc_tensor *tc_unsqueeze(tc_tensor *t, int dim) { TC_OP(t->t.unsqueeze(dim), t); }
+tc_tensor *tc_squeeze(tc_tensor *t, int dim) { TC_OP(t->t.squeeze(dim), t); }
 
 tc_tensor *tc_gather(tc_tensor *t, int dim, tc_tensor *index) {
-    return run_op("tc_gather", {t, index}, [&] { return at::gather(t->t, dim, index->t); });
+    TC_OP(at::gather(t->t, dim, index->t), t, index);
 }
 
 tc_tensor *tc_index_select(tc_tensor *t, int dim, tc_tensor *index) {
-    return run_op("tc_index_select", {t, index}, [&] { return at::index_select(t->t, dim, index->t); });
+    TC_OP(at::index_select(t->t, dim, index->t), t, index);
 }
 
 /* ---- Elementwise ---- */
@@ -581,76 +558,59 @@ TC_UNARY(tc_tanh, at::tanh(a->t))
 TC_UNARY(tc_sigmoid, at::sigmoid(a->t))
 TC_UNARY(tc_relu, at::relu(a->t))
 
-tc_tensor *tc_add_scalar(tc_tensor *a, double s) {
-    return run_op("tc_add_scalar", {a}, [&] { return at::add(a->t, s); });
-}
-
-tc_tensor *tc_mul_scalar(tc_tensor *a, double s) {
-    return run_op("tc_mul_scalar", {a}, [&] { return at::mul(a->t, s); });
-}
-
-tc_tensor *tc_pow(tc_tensor *a, double exponent) {
-    return run_op("tc_pow", {a}, [&] { return at::pow(a->t, exponent); });
-}
+tc_tensor *tc_add_scalar(tc_tensor *a, double s) { TC_OP(at::add(a->t, s), a); }
+tc_tensor *tc_mul_scalar(tc_tensor *a, double s) { TC_OP(at::mul(a->t, s), a); }
+tc_tensor *tc_pow(tc_tensor *a, double exponent) { TC_OP(at::pow(a->t, exponent), a); }
 
 tc_tensor *tc_gelu(tc_tensor *a, tc_gelu_approx approx) {
-    return run_op("tc_gelu", {a}, [&] {
+    return run_op(__func__, {a}, [&] {
         if (approx != TC_GELU_EXACT && approx != TC_GELU_TANH) fail(TC_EINVAL, "unknown approximation");
         return at::gelu(a->t, approx == TC_GELU_TANH ? "tanh" : "none");
     });
 }
 
-tc_tensor *tc_clamp(tc_tensor *a, double lo, double hi) {
-    return run_op("tc_clamp", {a}, [&] { return at::clamp(a->t, lo, hi); });
-}
+tc_tensor *tc_clamp(tc_tensor *a, double lo, double hi) { TC_OP(at::clamp(a->t, lo, hi), a); }
 
 tc_tensor *tc_masked_fill(tc_tensor *a, tc_tensor *mask, double value) {
-    return run_op("tc_masked_fill", {a, mask},
-                  [&] { return at::masked_fill(a->t, bool_mask(mask->t), value); });
+    TC_OP(at::masked_fill(a->t, bool_mask(mask->t), value), a, mask);
 }
 
 tc_tensor *tc_where(tc_tensor *cond, tc_tensor *a, tc_tensor *b) {
-    return run_op("tc_where", {cond, a, b}, [&] { return at::where(bool_mask(cond->t), a->t, b->t); });
+    TC_OP(at::where(bool_mask(cond->t), a->t, b->t), cond, a, b);
 }
 
-tc_tensor *tc_gt_scalar(tc_tensor *a, double s) {
-    return run_op("tc_gt_scalar", {a}, [&] { return at::gt(a->t, s); });
-}
+tc_tensor *tc_gt_scalar(tc_tensor *a, double s) { TC_OP(at::gt(a->t, s), a); }
 
 /* ---- Reductions ---- */
 
 tc_tensor *tc_sum(tc_tensor *t, int dim, int keepdim) {
-    return run_op("tc_sum", {t}, [&] {
+    return run_op(__func__, {t}, [&] {
         int64_t d = dim;
         return t->t.sum(at::IntArrayRef(d), keepdim != 0);
     });
 }
 
-tc_tensor *tc_sum_all(tc_tensor *t) {
-    return run_op("tc_sum_all", {t}, [&] { return t->t.sum(); });
-}
+tc_tensor *tc_sum_all(tc_tensor *t) { TC_OP(t->t.sum(), t); }
 
 tc_tensor *tc_mean(tc_tensor *t, int dim, int keepdim) {
-    return run_op("tc_mean", {t}, [&] {
+    return run_op(__func__, {t}, [&] {
         int64_t d = dim;
         return t->t.mean(at::IntArrayRef(d), keepdim != 0);
     });
 }
 
-tc_tensor *tc_mean_all(tc_tensor *t) {
-    return run_op("tc_mean_all", {t}, [&] { return t->t.mean(); });
-}
+tc_tensor *tc_mean_all(tc_tensor *t) { TC_OP(t->t.mean(), t); }
 
 tc_tensor *tc_max(tc_tensor *t, int dim, int keepdim) {
-    return run_op("tc_max", {t}, [&] { return std::get<0>(t->t.max(dim, keepdim != 0)); });
+    TC_OP(std::get<0>(t->t.max(dim, keepdim != 0)), t);
 }
 
 tc_tensor *tc_argmax(tc_tensor *t, int dim, int keepdim) {
-    return run_op("tc_argmax", {t}, [&] { return t->t.argmax(dim, keepdim != 0); });
+    TC_OP(t->t.argmax(dim, keepdim != 0), t);
 }
 
 tc_tensor *tc_var(tc_tensor *t, int dim, int unbiased, int keepdim) {
-    return run_op("tc_var", {t}, [&] {
+    return run_op(__func__, {t}, [&] {
         int64_t d = dim;
         return t->t.var(at::IntArrayRef(d), unbiased != 0, keepdim != 0);
     });
@@ -659,19 +619,14 @@ tc_tensor *tc_var(tc_tensor *t, int dim, int unbiased, int keepdim) {
 /* ---- Linear algebra and neural-network ops ---- */
 
 tc_tensor *tc_linear(tc_tensor *x, tc_tensor *w, tc_tensor *b) {
-    return run_op("tc_linear", {x, w}, [&] { return at::linear(x->t, w->t, opt(b)); });
+    TC_OP(at::linear(x->t, w->t, opt(b)), x, w);
 }
 
-tc_tensor *tc_softmax(tc_tensor *t, int dim) {
-    return run_op("tc_softmax", {t}, [&] { return at::softmax(t->t, dim); });
-}
-
-tc_tensor *tc_log_softmax(tc_tensor *t, int dim) {
-    return run_op("tc_log_softmax", {t}, [&] { return at::log_softmax(t->t, dim); });
-}
+tc_tensor *tc_softmax(tc_tensor *t, int dim) { TC_OP(at::softmax(t->t, dim), t); }
+tc_tensor *tc_log_softmax(tc_tensor *t, int dim) { TC_OP(at::log_softmax(t->t, dim), t); }
 
 tc_tensor *tc_layer_norm(tc_tensor *x, tc_tensor *w, tc_tensor *b, double eps) {
-    return run_op("tc_layer_norm", {x}, [&] {
+    return run_op(__func__, {x}, [&] {
         if (x->t.dim() < 1) fail(TC_EINVAL, "input is a scalar");
         int64_t last = x->t.size(-1);
         return at::layer_norm(x->t, at::IntArrayRef(last), opt(w), opt(b), eps, true);
@@ -679,25 +634,24 @@ tc_tensor *tc_layer_norm(tc_tensor *x, tc_tensor *w, tc_tensor *b, double eps) {
 }
 
 tc_tensor *tc_group_norm(tc_tensor *x, int groups, tc_tensor *w, tc_tensor *b, double eps) {
-    return run_op("tc_group_norm", {x},
-                  [&] { return at::group_norm(x->t, groups, opt(w), opt(b), eps, true); });
+    TC_OP(at::group_norm(x->t, groups, opt(w), opt(b), eps, true), x);
 }
 
 tc_tensor *tc_batch_norm(tc_tensor *x, tc_tensor *w, tc_tensor *b, tc_tensor *running_mean,
                          tc_tensor *running_var, int training, double momentum, double eps) {
-    return run_op("tc_batch_norm", {x}, [&] {
+    return run_op(__func__, {x}, [&] {
         return at::batch_norm(x->t, opt(w), opt(b), opt(running_mean), opt(running_var),
                               training != 0, momentum, eps, true);
     });
 }
 
 tc_tensor *tc_embedding(tc_tensor *weight, tc_tensor *ids) {
-    return run_op("tc_embedding", {weight, ids}, [&] { return at::embedding(weight->t, ids->t); });
+    TC_OP(at::embedding(weight->t, ids->t), weight, ids);
 }
 
 tc_tensor *tc_conv1d(tc_tensor *x, tc_tensor *w, tc_tensor *b, int64_t stride, int64_t padding,
                      int64_t dilation, int64_t groups) {
-    return run_op("tc_conv1d", {x, w}, [&] {
+    return run_op(__func__, {x, w}, [&] {
         return at::conv1d(x->t, w->t, opt(b), at::IntArrayRef(stride), at::IntArrayRef(padding),
                           at::IntArrayRef(dilation), groups);
     });
@@ -705,7 +659,7 @@ tc_tensor *tc_conv1d(tc_tensor *x, tc_tensor *w, tc_tensor *b, int64_t stride, i
 
 tc_tensor *tc_conv2d(tc_tensor *x, tc_tensor *w, tc_tensor *b, const int64_t stride[2],
                      const int64_t padding[2]) {
-    return run_op("tc_conv2d", {x, w}, [&] {
+    return run_op(__func__, {x, w}, [&] {
         if (!stride || !padding) fail(TC_EINVAL, "stride or padding is NULL");
         return at::conv2d(x->t, w->t, opt(b), at::IntArrayRef(stride, 2), at::IntArrayRef(padding, 2));
     });
@@ -713,7 +667,7 @@ tc_tensor *tc_conv2d(tc_tensor *x, tc_tensor *w, tc_tensor *b, const int64_t str
 
 tc_tensor *tc_conv3d(tc_tensor *x, tc_tensor *w, tc_tensor *b, const int64_t stride[3],
                      const int64_t padding[3]) {
-    return run_op("tc_conv3d", {x, w}, [&] {
+    return run_op(__func__, {x, w}, [&] {
         if (!stride || !padding) fail(TC_EINVAL, "stride or padding is NULL");
         return at::conv3d(x->t, w->t, opt(b), at::IntArrayRef(stride, 3), at::IntArrayRef(padding, 3));
     });
@@ -722,7 +676,7 @@ tc_tensor *tc_conv3d(tc_tensor *x, tc_tensor *w, tc_tensor *b, const int64_t str
 /* The same steps as ATen's CPU dropout (bernoulli mask scaled by 1/(1-p)), with our generator,
  * so a seeded generator gives torch.nn.functional.dropout's mask after torch.manual_seed. */
 tc_tensor *tc_dropout(tc_tensor *x, double p, int training, tc_generator *gen) {
-    return run_op("tc_dropout", {x}, [&] {
+    return run_op(__func__, {x}, [&] {
         if (!(p >= 0 && p <= 1)) fail(TC_EINVAL, "p = %g outside [0, 1]", p);
         if (!training || p == 0) return x->t.alias();
         if (p == 1) return x->t * at::zeros({}, x->t.options());
@@ -737,7 +691,7 @@ tc_tensor *tc_dropout(tc_tensor *x, double p, int training, tc_generator *gen) {
  * to T: sequences are sorted by length, packed, run, unpacked and put back in input order. */
 tc_tensor *tc_lstm(tc_tensor *x, const int64_t *lengths, tc_tensor *const *params, int num_layers,
                    int bidirectional, int64_t hidden, double dropout, int training) {
-    return run_op("tc_lstm", {x}, [&] {
+    return run_op(__func__, {x}, [&] {
         const at::Tensor &in = x->t;
         if (in.dim() != 3) fail(TC_EINVAL, "x has %d dims, wants [B, T, I]", (int)in.dim());
         if (num_layers < 1 || hidden < 1) fail(TC_EINVAL, "num_layers %d, hidden %ld", num_layers, (long)hidden);
@@ -767,33 +721,29 @@ tc_tensor *tc_lstm(tc_tensor *x, const int64_t *lengths, tc_tensor *const *param
 }
 
 tc_tensor *tc_cross_entropy(tc_tensor *logits, tc_tensor *target, tc_tensor *weight) {
-    return run_op("tc_cross_entropy", {logits, target},
-                  [&] { return at::cross_entropy_loss(logits->t, target->t, opt(weight)); });
+    TC_OP(at::cross_entropy_loss(logits->t, target->t, opt(weight)), logits, target);
 }
 
 tc_tensor *tc_nll_loss(tc_tensor *logp, tc_tensor *target, tc_tensor *weight) {
-    return run_op("tc_nll_loss", {logp, target},
-                  [&] { return at::nll_loss(logp->t, target->t, opt(weight)); });
+    TC_OP(at::nll_loss(logp->t, target->t, opt(weight)), logp, target);
 }
 
 /* ---- Autograd ---- */
 
 int tc_set_requires_grad(tc_tensor *t, int on) {
-    return run_call("tc_set_requires_grad", [&] { need(t, "tensor").set_requires_grad(on != 0); });
+    return run_call(__func__, [&] { need(t, "tensor").set_requires_grad(on != 0); });
 }
 
 int tc_requires_grad(const tc_tensor *t) { return t && t->t.requires_grad(); }
 
 int tc_backward(tc_tensor *loss) {
-    return run_call("tc_backward", [&] { need(loss, "loss").backward(); });
+    return run_call(__func__, [&] { need(loss, "loss").backward(); });
 }
 
-tc_tensor *tc_grad(tc_tensor *t) {
-    return run_op("tc_grad", {t}, [&] { return t->t.grad(); });
-}
+tc_tensor *tc_grad(tc_tensor *t) { TC_OP(t->t.grad(), t); }
 
 int tc_zero_grad(tc_tensor *t) {
-    return run_call("tc_zero_grad", [&] {
+    return run_call(__func__, [&] {
         const at::Tensor &x = need(t, "tensor");
         at::Tensor &g = x.mutable_grad();
         at::NoGradGuard no_grad;
@@ -809,7 +759,7 @@ int tc_grad_enabled_set(int enabled) {
 }
 
 int tc_grad_ready_hook(tc_tensor *param, tc_grad_ready_fn fn, void *user) {
-    return run_call("tc_grad_ready_hook", [&] {
+    return run_call(__func__, [&] {
         const at::Tensor &p = need(param, "param");
         if (!fn) fail(TC_EINVAL, "callback is NULL");
         if (!p.requires_grad() || !p.is_leaf())
@@ -826,7 +776,7 @@ int tc_grad_ready_hook(tc_tensor *param, tc_grad_ready_fn fn, void *user) {
 int tc_adamw_step(tc_tensor *param, const tc_tensor *grad, tc_tensor *exp_avg,
                   tc_tensor *exp_avg_sq, int64_t step, double lr, double beta1, double beta2,
                   double eps, double weight_decay) {
-    return run_call("tc_adamw_step", [&] {
+    return run_call(__func__, [&] {
         const at::Tensor &p = need(param, "param"), &g = need(grad, "grad");
         const at::Tensor &m = need(exp_avg, "exp_avg"), &v = need(exp_avg_sq, "exp_avg_sq");
         if (step < 1) fail(TC_EINVAL, "step %ld < 1", (long)step);
@@ -848,7 +798,7 @@ int tc_adamw_step(tc_tensor *param, const tc_tensor *grad, tc_tensor *exp_avg,
 
 tc_generator *tc_generator_new(uint64_t seed, tc_device dev) {
     tc_generator *out = nullptr;
-    run_call("tc_generator_new", [&] {
+    run_call(__func__, [&] {
         at::Device d = device(dev);
         at::Generator g;
         if (d.is_cpu()) {
@@ -865,7 +815,7 @@ tc_generator *tc_generator_new(uint64_t seed, tc_device dev) {
 void tc_generator_free(tc_generator *g) { delete g; }
 
 int tc_generator_get_state(tc_generator *g, void *buf, size_t *len) {
-    return run_call("tc_generator_get_state", [&] {
+    return run_call(__func__, [&] {
         if (!g || !len) fail(TC_EINVAL, "generator or len is NULL");
         at::Tensor st;
         {
@@ -882,7 +832,7 @@ int tc_generator_get_state(tc_generator *g, void *buf, size_t *len) {
 }
 
 int tc_generator_set_state(tc_generator *g, const void *buf, size_t len) {
-    return run_call("tc_generator_set_state", [&] {
+    return run_call(__func__, [&] {
         if (!g || !buf) fail(TC_EINVAL, "generator or buffer is NULL");
         at::Tensor st = at::empty({(int64_t)len}, at::kByte);
         memcpy(st.data_ptr(), buf, len);
@@ -896,7 +846,7 @@ void tc_manual_seed(uint64_t seed) { at::manual_seed(seed); }
 /* ---- Threads and devices ---- */
 
 int tc_set_num_threads(int n) {
-    return run_call("tc_set_num_threads", [&] {
+    return run_call(__func__, [&] {
         if (n < 1) fail(TC_EINVAL, "thread count %d < 1", n);
         at::set_num_threads(n);
     });
@@ -906,7 +856,7 @@ int tc_get_num_threads(void) { return at::get_num_threads(); }
 
 int tc_cuda_device_count(void) {
     int n = 0;
-    run_call("tc_cuda_device_count", [&] { n = cuda_count(); });
+    run_call(__func__, [&] { n = cuda_count(); });
     return n;
 }
 

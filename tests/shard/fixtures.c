@@ -1,3 +1,5 @@
+/* nftw and memmem are GNU/XSI extensions beyond gnu11 defaults. */
+#define _GNU_SOURCE
 #include "tests/shard/fixtures.h"
 
 #include "dataset/shard.h"

@@ -50,6 +50,7 @@ void test_record_roundtrip_random(void **state);
 void test_record_rejects_bad_fields(void **state);
 void test_record_every_corruption_detected(void **state);
 void test_record_versioning(void **state);
+void test_record_structure_checks(void **state);
 void test_writer_publishes_on_close(void **state);
 void test_writer_grows_map(void **state);
 void test_multi_part_split(void **state);

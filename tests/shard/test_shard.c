@@ -266,6 +266,74 @@ void test_record_versioning(void **state)
     free(st);
 }
 
+/* Targeted damage with a valid CRC: each structural rule on its own, with the field it names. */
+void test_record_structure_checks(void **state)
+{
+    (void)state;
+    rec_store *st = malloc(sizeof *st);
+    gen_record(st, 16, 1);
+    st->r.n_utt = 2;
+    st->r.utt[0].n_tokens = 3;
+    st->r.utt[1].n_tokens = 1;
+    st->r.n_ctx = 2;
+    snprintf(st->r.conversation_id, sizeof st->r.conversation_id, "65020");
+    ds_buf buf = {0};
+    assert_int_equal(ds_record_encode(&st->r, &buf, err, sizeof err), DS_SHARD_OK);
+    /* Offsets from FORMAT.md: table entries at 16 (SMPL), 28 (CTXT), 40 (UTTS); SMPL body at 12 + 40. */
+    const size_t P = 12, SMPL = P + 40, len = buf.len + 4;
+    const size_t UTTS = P + rd32(buf.data + 44);
+    const struct { size_t at; int width; uint32_t value; const char *expect; } cases[] = {
+        {48, 4, 0, "section UTTS: length"},                 /* value filled below: UTTS length + 4 */
+        {36, 4, 12, "section CTXT: length 12 does not hold n_tokens = 2"},
+        {24, 4, 92, "section SMPL: length 92"},
+        {20, 4, 42, "section SMPL: offset 42"},
+        {P, 2, 4000, "section table: 4000 entries overrun"},
+        {P + 2, 2, 1, "section table: reserved"},
+        {28, 4, 0x4c504d53u, "section SMPL appears twice"},  /* "SMPL" */
+        {SMPL + 4, 1, 7, "SMPL.label7 = 7"},
+        {SMPL + 5, 1, 0xfe, "SMPL.label32 = -2"},
+        {SMPL + 6, 1, 0, "SMPL.id_len = 0"},
+        {SMPL + 7, 1, 1, "SMPL.reserved"},
+        {SMPL + 8 + 20, 1, 'x', "SMPL.conversation_id: byte 20"},
+        {SMPL + 8 + 2, 1, 0, "SMPL.conversation_id: byte 2 is NUL"},
+        {SMPL + 40 + 4 * 9, 4, 0x80000000u, "SMPL.meta[9]"},
+        {UTTS, 2, 11, "UTTS.n_utt = 11"},
+        {UTTS + 4 + 8, 1, 3, "UTTS.utt[1].role = 3"},
+        {UTTS + 4 + 1, 1, 0x10, "UTTS.utt[0].presence"},
+        {UTTS + 4 + 4, 2, 0xfffe, "UTTS.utt[0].avatar = -2"},
+        {UTTS + 4 + 6, 2, 200, "UTTS.utt[0].n_tokens = 200 runs past"},
+    };
+    unsigned char *w = malloc(len);
+    ds_record d;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        /* Every variant carries 4 spare zero bytes at the end of the payload, so a grown section fits. */
+        memcpy(w, buf.data, buf.len - 4);
+        memset(w + buf.len - 4, 0, 8);
+        wr32(w + 8, rd32(buf.data + 8) + 4);
+        uint32_t v = i == 0 ? rd32(buf.data + 48) + 4 : cases[i].value;
+        if (cases[i].width == 4)
+            wr32(w + cases[i].at, v);
+        else if (cases[i].width == 2)
+            wr16(w + cases[i].at, (uint16_t)v);
+        else
+            w[cases[i].at] = (unsigned char)v;
+        fix_crc(w, len);
+        int rc = ds_record_decode(w, len, &d, err, sizeof err);
+        if (rc != DS_SHARD_ECORRUPT || !strstr(err, cases[i].expect))
+            fail_msg("case %zu: rc %d, \"%s\", want \"%s\"", i, rc, rc ? err : "", cases[i].expect);
+    }
+    /* The untouched variant (spare bytes only) still decodes: padding after the last section is allowed. */
+    memcpy(w, buf.data, buf.len - 4);
+    memset(w + buf.len - 4, 0, 8);
+    wr32(w + 8, rd32(buf.data + 8) + 4);
+    fix_crc(w, len);
+    assert_int_equal(ds_record_decode(w, len, &d, err, sizeof err), DS_SHARD_OK);
+    assert_rec_eq(&st->r, &d);
+    free(w);
+    ds_buf_free(&buf);
+    free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -275,6 +343,7 @@ int main(void)
         cmocka_unit_test(test_record_rejects_bad_fields),
         cmocka_unit_test(test_record_every_corruption_detected),
         cmocka_unit_test(test_record_versioning),
+        cmocka_unit_test(test_record_structure_checks),
         cmocka_unit_test(test_writer_publishes_on_close),
         cmocka_unit_test(test_writer_grows_map),
         cmocka_unit_test(test_multi_part_split),

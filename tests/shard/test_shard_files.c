@@ -122,7 +122,7 @@ void test_multi_part_split(void **state)
     char *swapped[4] = {s->shards.v[1], s->shards.v[0], s->shards.v[2], s->shards.v[3]};
     ds_shard_reader *r;
     assert_int_equal(ds_shard_reader_open(dir, "train", swapped, 4, &r, err, sizeof err), DS_SHARD_ECORRUPT);
-    assert_non_null(strstr(err, "train-00000.lmdb: first key is 0, expected 60"));
+    assert_non_null(strstr(err, "train-00001.lmdb: first key is 40, expected 0"));
     /* A missing part. */
     char p[512];
     snprintf(p, sizeof p, "%s/train-00001.lmdb", dir);
@@ -239,6 +239,10 @@ void test_manifest_roundtrip(void **state)
     m.splits[0].count++;
     assert_int_equal(ds_manifest_write(&m, p, err, sizeof err), DS_SHARD_EINVAL);
     assert_non_null(strstr(err, "splits.train.conversation_ids"));
+    m.splits[0].count--;
+    ds_manifest_add_split(&m, "Val");
+    assert_int_equal(ds_manifest_write(&m, p, err, sizeof err), DS_SHARD_EINVAL);
+    assert_non_null(strstr(err, "splits: name \"Val\""));
     ds_manifest_free(&m);
     rm_tmpdir(dir);
 }
@@ -289,6 +293,7 @@ void test_manifest_malformed(void **state)
         {"splits.train.label32_histogram", NULL, "splits.train.label32_histogram: missing"},
         {"splits.train.shards", "[\"../x.lmdb\"]", "splits.train.shards"},
         {"splits.train.conversation_ids", "[\"a\",\"b\",\"c\",7]", "splits.train.conversation_ids: expected an array"},
+        {"skipped", "5", "skipped: expected an object"},
         {"skipped.lines", "{}", "skipped.lines: expected an array of strings"},
         {"vocabularies", "{\"topic\": [1]}", "vocabularies.topic: expected an array of strings"},
         {"tokenizer.vocab_md5", "\"abc\"", "tokenizer.vocab_md5"},

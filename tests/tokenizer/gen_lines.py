@@ -145,6 +145,9 @@ def sentence(r):
     parts = []
     for _ in range(r.randrange(1, 30)):
         t = token(r)
+        # tokenizers.js spaces only BMP ideographs (it walks UTF-16 units); HF Python and Rust space
+        # all of them. Keep astral ones between spaces so the reference is right; test_tokenizer.c
+        # checks the glued case against its spaced twin.
         glue = r.random() < 0.15 and parts and t not in ASTRAL_CJK and parts[-1] not in ASTRAL_CJK
         if parts and not glue:
             parts.append(r.choice(SPACES) if r.random() < 0.2 else " ")
@@ -186,7 +189,8 @@ def main():
     while len(lines) < count:
         kind = r.randrange(10)
         line = avamerg(r) if kind < 3 else sentence(r)
-        if kind == 9:
+        # Dropped bytes would glue an astral ideograph to its neighbours (see the joiner in sentence()).
+        if kind == 9 and not any(a.encode() in line for a in ASTRAL_CJK):
             line = with_invalid(r, line)
         lines.append(line)
     forbidden = (b"[CLS]", b"[SEP]", b"[UNK]", b"[MASK]", b"[PAD]", b"\n")

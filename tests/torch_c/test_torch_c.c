@@ -164,7 +164,7 @@ static void test_host_memory(void **state) {
     assert_int_equal(tc_copy_(blob, tr), TC_EINVAL);
     assert_int_equal(tc_copy_(blob, tc_mul_scalar(copy, 2)), TC_OK);
     assert_true(host[5] == 12);
-    assert_true(tc_item(tc_select(tc_select(copy, 0, 1), 2)) == 6.0);
+    assert_true(tc_item(tc_select(tc_select(copy, 0, 1), 0, 2)) == 6.0);
     assert_true(isnan(tc_item(copy)));
 
     const int64_t es[] = {3, 0};
