@@ -97,12 +97,13 @@ int ds_record_encode(const ds_record *r, ds_buf *out, char *err, size_t errlen);
 /* Decode the len bytes at data into r, zero-copy: r->ctx and r->utt[i].tokens point into data, so they
  * stay valid only while data does (for a record read from a shard: while the read transaction that
  * returned it is open, see shard.h).
- * Checks, in order: the length covers the header, magic, version >= 1, length == payload + 16, the CRC,
- * no unknown incompatible flag bits, the section table, then every field's range. No byte outside
- * [data, data + len) is ever read, whatever the input.
+ * Checks, in order: the length covers the header, magic, version >= 1, length == payload + 16, alignment,
+ * the CRC, no unknown incompatible flag bits, the section table (unknown sections are skipped), then every
+ * field's range. No byte outside [data, data + len) is ever read, whatever the input.
  * data must be 2-byte aligned (malloc, ds_buf and LMDB values are). Returns DS_SHARD_ECORRUPT with the
- * failing field named ("crc mismatch (stored 0x1234abcd, computed 0x99aa0011)"), DS_SHARD_EINVAL for a
- * NULL or misaligned buffer. */
+ * failing field named ("crc mismatch (stored 0x1234abcd, computed 0x99aa0011)", "UTTS.utt[3].role = 7
+ * (expected 0..2)"), DS_SHARD_EINVAL for a NULL or misaligned buffer. On failure *r is zeroed or partly
+ * filled and must not be used. */
 int ds_record_decode(const void *data, size_t len, ds_record *r, char *err, size_t errlen);
 
 #endif

@@ -131,15 +131,15 @@ int ds_shard_writer_open(const char *dir, const char *split, int part, const ds_
     w->tmp_path = path_join(dir, w->file, ".tmp");
     w->lock_path = path_join(dir, w->file, ".tmp-lock");
     if (!w->dir || !w->final_path || !w->tmp_path || !w->lock_path) {
+        fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", w->file);
         writer_free(w);
-        return fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", w->file);
+        return DS_SHARD_ENOMEM;
     }
     /* A stale temp from a crashed run would otherwise be opened and appended to. */
     if ((unlink(w->tmp_path) != 0 && errno != ENOENT) || (unlink(w->lock_path) != 0 && errno != ENOENT)) {
-        int e = errno;
+        fail(err, errlen, DS_SHARD_EIO, "%s: cannot remove the stale temporary: %s", w->tmp_path, strerror(errno));
         writer_free(w);
-        return fail(err, errlen, DS_SHARD_EIO, "%s/%s.tmp: cannot remove the stale temporary: %s", dir, w->file,
-                    strerror(e));
+        return DS_SHARD_EIO;
     }
     MDB_txn *txn = NULL;
     int rc = mdb_env_create(&w->env);

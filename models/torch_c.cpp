@@ -42,7 +42,6 @@ struct tc_scope {
     tc_tensor *head = nullptr;
     int status = TC_OK;
 };
-
 struct tc_generator {
     at::Generator g;
 };
@@ -67,9 +66,10 @@ void fail(int code, const char *fmt, ...) {
     throw op_error{code, buf};
 }
 
-void set_error(const char *where, const char *msg) {
-    size_t n = strcspn(msg, "\n");
-    snprintf(last_error, sizeof last_error, "%s: %.*s", where, (int)n, msg);
+/* Keeps the first line of msg (libtorch appends context and backtraces); returns code. */
+int set_error(int code, const char *where, const char *msg) {
+    snprintf(last_error, sizeof last_error, "%s: %.*s", where, (int)strcspn(msg, "\n"), msg);
+    return code;
 }
 
 /* Maps the exception in flight to a code and the thread's message. */
@@ -77,23 +77,17 @@ int catch_current(const char *where) {
     try {
         throw;
     } catch (const op_error &e) {
-        set_error(where, e.msg.c_str());
-        return e.code;
+        return set_error(e.code, where, e.msg.c_str());
     } catch (const c10::OutOfMemoryError &e) {
-        set_error(where, e.what_without_backtrace());
-        return TC_ENOMEM;
+        return set_error(TC_ENOMEM, where, e.what_without_backtrace());
     } catch (const c10::Error &e) {
-        set_error(where, e.what_without_backtrace());
-        return TC_ETORCH;
+        return set_error(TC_ETORCH, where, e.what_without_backtrace());
     } catch (const std::bad_alloc &) {
-        set_error(where, "out of memory");
-        return TC_ENOMEM;
+        return set_error(TC_ENOMEM, where, "out of memory");
     } catch (const std::exception &e) {
-        set_error(where, e.what());
-        return TC_ETORCH;
+        return set_error(TC_ETORCH, where, e.what());
     } catch (...) {
-        set_error(where, "unknown C++ exception");
-        return TC_ETORCH;
+        return set_error(TC_ETORCH, where, "unknown C++ exception");
     }
 }
 
@@ -126,22 +120,15 @@ template <class F>
 tc_tensor *run_op(const char *name, std::initializer_list<const tc_tensor *> inputs, F f) {
     tc_scope *s = top();
     if (!s) {
-        set_error(name, "no scope entered (tc_scope_begin or tc_scope_enter first)");
+        set_error(TC_ESTATE, name, "no scope entered (tc_scope_begin or tc_scope_enter first)");
         return nullptr;
     }
     if (s->status != TC_OK) return nullptr;
-    int i = 0;
-    for (const tc_tensor *in : inputs) {
-        if (!in) {
-            char msg[64];
-            snprintf(msg, sizeof msg, "input %d is NULL", i);
-            set_error(name, msg);
-            s->status = TC_EINVAL;
-            return nullptr;
-        }
-        i++;
-    }
     try {
+        int i = 0;
+        for (const tc_tensor *in : inputs)
+            if (!in) fail(TC_EINVAL, "input %d is NULL", i);
+            else i++;
         at::Tensor r = f();
         if (!r.defined()) return nullptr;
         tc_tensor *t = new tc_tensor;
@@ -183,18 +170,14 @@ at::IntArrayRef dims(const int64_t *shape, int ndim) {
     return at::IntArrayRef(shape, (size_t)ndim);
 }
 
+/* Indexed by tc_dtype. */
+const at::ScalarType scalar_types[] = {at::kFloat, at::kBFloat16, at::kHalf, at::kLong,
+                                       at::kInt,   at::kShort,    at::kByte, at::kBool};
+const int n_dtypes = (int)(sizeof scalar_types / sizeof scalar_types[0]);
+
 at::ScalarType scalar_type(tc_dtype d) {
-    switch (d) {
-    case TC_F32: return at::kFloat;
-    case TC_BF16: return at::kBFloat16;
-    case TC_F16: return at::kHalf;
-    case TC_I64: return at::kLong;
-    case TC_I32: return at::kInt;
-    case TC_I16: return at::kShort;
-    case TC_U8: return at::kByte;
-    case TC_BOOL: return at::kBool;
-    }
-    fail(TC_EINVAL, "unknown dtype %d", (int)d);
+    if ((int)d < 0 || (int)d >= n_dtypes) fail(TC_EINVAL, "unknown dtype %d", (int)d);
+    return scalar_types[d];
 }
 
 int cuda_count() { return at::hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0; }
@@ -204,14 +187,13 @@ at::Device device(tc_device d) {
     if (d.type != TC_CUDA) fail(TC_EINVAL, "unknown device type %d", (int)d.type);
     int n = cuda_count();
     if (d.index < 0 || d.index >= n)
-        fail(TC_ENODEV, "CUDA device %d does not exist (libtorch sees %d CUDA devices)", d.index, n);
+        fail(TC_ENODEV, "CUDA device %d does not exist (libtorch sees %d)", d.index, n);
     return at::Device(at::kCUDA, (c10::DeviceIndex)d.index);
 }
 
 at::TensorOptions options(tc_dtype dt, tc_device dev) {
     return at::TensorOptions().dtype(scalar_type(dt)).device(device(dev));
 }
-
 at::Tensor bool_mask(const at::Tensor &m) { return m.scalar_type() == at::kBool ? m : m.ne(0); }
 
 std::vector<at::Tensor> tensor_list(tc_tensor *const *ts, int n) {
@@ -246,15 +228,9 @@ extern "C" {
 const char *tc_last_error(void) { return last_error; }
 
 const char *tc_strerror(int rc) {
-    switch (rc) {
-    case TC_OK: return "success";
-    case TC_EINVAL: return "invalid argument";
-    case TC_ETORCH: return "libtorch error";
-    case TC_ENOMEM: return "out of memory";
-    case TC_ESTATE: return "wrong call order";
-    case TC_ENODEV: return "no such device";
-    }
-    return "unknown error code";
+    static const char *const text[] = {"success",       "invalid argument", "libtorch error",
+                                       "out of memory", "wrong call order", "no such device"};
+    return rc <= 0 && rc > -(int)(sizeof text / sizeof text[0]) ? text[-rc] : "unknown error code";
 }
 
 /* ---- Scopes ---- */
@@ -287,7 +263,7 @@ int tc_scope_end(tc_scope *s) {
 
 tc_scope *tc_scope_new(void) {
     tc_scope *s = new (std::nothrow) tc_scope;
-    if (!s) set_error("tc_scope_new", "out of memory");
+    if (!s) set_error(TC_ENOMEM, __func__, "out of memory");
     return s;
 }
 
@@ -301,16 +277,11 @@ int tc_scope_enter(tc_scope *s) {
 }
 
 int tc_scope_leave(tc_scope *s) {
-    if (!s) {
-        set_error("tc_scope_leave", "scope is NULL");
-        return TC_EINVAL;
-    }
-    if (top() != s) {
-        set_error("tc_scope_leave", "scope is not on top of this thread's stack");
-        return TC_ESTATE;
-    }
-    scope_stack.pop_back();
-    return TC_OK;
+    return run_call(__func__, [&] {
+        if (!s) fail(TC_EINVAL, "scope is NULL");
+        if (top() != s) fail(TC_ESTATE, "scope is not on top of this thread's stack");
+        scope_stack.pop_back();
+    });
 }
 
 void tc_scope_free(tc_scope *s) {
@@ -322,7 +293,6 @@ void tc_scope_free(tc_scope *s) {
 }
 
 int tc_scope_status(const tc_scope *s) { return s ? s->status : TC_EINVAL; }
-
 void tc_scope_clear_error(tc_scope *s) {
     if (s) s->status = TC_OK;
 }
@@ -335,9 +305,9 @@ tc_tensor *tc_keep(tc_tensor *t) {
     if (i > 1) dst = scope_stack[i - 2];
     else if (i == 0) dst = top();
     if (!dst) {
-        set_error("tc_keep", i == 1 ? "the tensor's scope has no parent on the stack"
-                                    : "no scope on the stack to receive the tensor");
-        record(from, TC_ESTATE);
+        record(from, set_error(TC_ESTATE, __func__,
+                               i == 1 ? "the tensor's scope has no parent on the stack"
+                                      : "no scope on the stack to receive the tensor"));
         return nullptr;
     }
     return tc_move_to(t, dst);
@@ -355,7 +325,7 @@ tc_tensor *tc_move_to(tc_tensor *t, tc_scope *dst) {
 tc_tensor *tc_from_blob(void *data, const int64_t *shape, int ndim, tc_dtype dtype) {
     return run_op(__func__, {}, [&] {
         if (!data) fail(TC_EINVAL, "data is NULL");
-        return at::from_blob(data, dims(shape, ndim), at::TensorOptions().dtype(scalar_type(dtype)));
+        return at::from_blob(data, dims(shape, ndim), at::dtype(scalar_type(dtype)));
     });
 }
 
@@ -363,7 +333,7 @@ tc_tensor *tc_from_data(const void *data, const int64_t *shape, int ndim, tc_dty
     return run_op(__func__, {}, [&] {
         if (!data) fail(TC_EINVAL, "data is NULL");
         return at::from_blob(const_cast<void *>(data), dims(shape, ndim),
-                             at::TensorOptions().dtype(scalar_type(dtype)))
+                             at::dtype(scalar_type(dtype)))
             .clone();
     });
 }
@@ -371,44 +341,32 @@ tc_tensor *tc_from_data(const void *data, const int64_t *shape, int ndim, tc_dty
 tc_tensor *tc_empty(const int64_t *shape, int ndim, tc_dtype dtype, tc_device dev) {
     TC_OP(at::empty(dims(shape, ndim), options(dtype, dev)));
 }
-
 tc_tensor *tc_zeros(const int64_t *shape, int ndim, tc_dtype dtype, tc_device dev) {
     TC_OP(at::zeros(dims(shape, ndim), options(dtype, dev)));
 }
-
 tc_tensor *tc_ones(const int64_t *shape, int ndim, tc_dtype dtype, tc_device dev) {
     TC_OP(at::ones(dims(shape, ndim), options(dtype, dev)));
 }
-
 tc_tensor *tc_full(const int64_t *shape, int ndim, double value, tc_dtype dtype, tc_device dev) {
     TC_OP(at::full(dims(shape, ndim), value, options(dtype, dev)));
 }
-
 tc_tensor *tc_arange(int64_t n, tc_dtype dtype, tc_device dev) {
     TC_OP(at::arange(n, options(dtype, dev)));
 }
-
 static at::TensorOptions random_options(tc_generator *gen) {
-    at::TensorOptions o = at::TensorOptions().dtype(at::kFloat);
-    return gen ? o.device(gen->g.device()) : o;
+    return at::TensorOptions().dtype(at::kFloat).device(gen ? gen->g.device() : at::kCPU);
 }
-
 static c10::optional<at::Generator> gen_of(tc_generator *gen) {
     return gen ? c10::optional<at::Generator>(gen->g) : c10::optional<at::Generator>();
 }
 
-tc_tensor *tc_rand_uniform(const int64_t *shape, int ndim, double lo, double hi, tc_generator *gen) {
-    return run_op(__func__, {}, [&] {
-        return at::empty(dims(shape, ndim), random_options(gen)).uniform_(lo, hi, gen_of(gen));
-    });
+tc_tensor *tc_rand_uniform(const int64_t *shape, int ndim, double lo, double hi,
+                           tc_generator *gen) {
+    TC_OP(at::empty(dims(shape, ndim), random_options(gen)).uniform_(lo, hi, gen_of(gen)));
 }
-
 tc_tensor *tc_randn(const int64_t *shape, int ndim, double mean, double std, tc_generator *gen) {
-    return run_op(__func__, {}, [&] {
-        return at::empty(dims(shape, ndim), random_options(gen)).normal_(mean, std, gen_of(gen));
-    });
+    TC_OP(at::empty(dims(shape, ndim), random_options(gen)).normal_(mean, std, gen_of(gen)));
 }
-
 tc_tensor *tc_to_dtype(tc_tensor *t, tc_dtype dtype) { TC_OP(t->t.to(scalar_type(dtype)), t); }
 tc_tensor *tc_to_device(tc_tensor *t, tc_device dev) { TC_OP(t->t.to(device(dev)), t); }
 tc_tensor *tc_contiguous(tc_tensor *t) { TC_OP(t->t.contiguous(), t); }
@@ -420,7 +378,7 @@ int tc_copy_to_host(const tc_tensor *t, void *dst, size_t nbytes) {
         const at::Tensor &x = need(t, "tensor");
         if (!dst) fail(TC_EINVAL, "destination is NULL");
         size_t want = (size_t)x.numel() * x.element_size();
-        if (nbytes != want) fail(TC_EINVAL, "buffer holds %zu bytes, tensor needs %zu", nbytes, want);
+        if (nbytes != want) fail(TC_EINVAL, "buffer has %zu bytes, tensor needs %zu", nbytes, want);
         at::Tensor c = x.detach().to(at::kCPU).contiguous();
         if (want) memcpy(dst, c.data_ptr(), want);
     });
@@ -452,36 +410,18 @@ int64_t tc_size(const tc_tensor *t, int dim) {
 int64_t tc_numel(const tc_tensor *t) { return t ? t->t.numel() : -1; }
 
 tc_dtype tc_dtype_of(const tc_tensor *t) {
-    if (!t) return TC_F32;
-    switch (t->t.scalar_type()) {
-    case at::kBFloat16: return TC_BF16;
-    case at::kHalf: return TC_F16;
-    case at::kLong: return TC_I64;
-    case at::kInt: return TC_I32;
-    case at::kShort: return TC_I16;
-    case at::kByte: return TC_U8;
-    case at::kBool: return TC_BOOL;
-    default: return TC_F32;
-    }
+    for (int d = 0; t && d < n_dtypes; d++)
+        if (t->t.scalar_type() == scalar_types[d]) return (tc_dtype)d;
+    return TC_F32;
 }
 
 tc_device tc_device_of(const tc_tensor *t) {
-    tc_device d = {TC_CPU, 0};
-    if (t && t->t.is_cuda()) {
-        d.type = TC_CUDA;
-        d.index = t->t.get_device();
-    }
-    return d;
+    if (t && t->t.is_cuda()) return tc_device{TC_CUDA, (int)t->t.get_device()};
+    return tc_device{TC_CPU, 0};
 }
 
 size_t tc_dtype_size(tc_dtype dtype) {
-    switch (dtype) {
-    case TC_F32: case TC_I32: return 4;
-    case TC_BF16: case TC_F16: case TC_I16: return 2;
-    case TC_I64: return 8;
-    case TC_U8: case TC_BOOL: return 1;
-    }
-    return 0;
+    return (int)dtype >= 0 && (int)dtype < n_dtypes ? c10::elementSize(scalar_types[dtype]) : 0;
 }
 
 double tc_item(const tc_tensor *t) {
@@ -495,125 +435,84 @@ double tc_item(const tc_tensor *t) {
 tc_tensor *tc_reshape(tc_tensor *t, const int64_t *shape, int ndim) {
     TC_OP(t->t.reshape(dims(shape, ndim)), t);
 }
-
 tc_tensor *tc_permute(tc_tensor *t, const int64_t *d, int ndim) {
     TC_OP(t->t.permute(dims(d, ndim)), t);
 }
-
 tc_tensor *tc_transpose(tc_tensor *t, int d0, int d1) { TC_OP(t->t.transpose(d0, d1), t); }
-
 tc_tensor *tc_slice(tc_tensor *t, int dim, int64_t start, int64_t end, int64_t step) {
     TC_OP(t->t.slice(dim, start, end, step), t);
 }
-
 tc_tensor *tc_select(tc_tensor *t, int dim, int64_t index) { TC_OP(t->t.select(dim, index), t); }
-
 tc_tensor *tc_narrow(tc_tensor *t, int dim, int64_t start, int64_t length) {
     TC_OP(t->t.narrow(dim, start, length), t);
 }
-
 tc_tensor *tc_cat(tc_tensor *const *ts, int n, int dim) { TC_OP(at::cat(tensor_list(ts, n), dim)); }
-
 tc_tensor *tc_stack(tc_tensor *const *ts, int n, int dim) {
     TC_OP(at::stack(tensor_list(ts, n), dim));
 }
-
 tc_tensor *tc_expand(tc_tensor *t, const int64_t *shape, int ndim) {
     TC_OP(t->t.expand(dims(shape, ndim)), t);
 }
-
 tc_tensor *tc_unsqueeze(tc_tensor *t, int dim) { TC_OP(t->t.unsqueeze(dim), t); }
 tc_tensor *tc_squeeze(tc_tensor *t, int dim) { TC_OP(t->t.squeeze(dim), t); }
-
 tc_tensor *tc_gather(tc_tensor *t, int dim, tc_tensor *index) {
     TC_OP(at::gather(t->t, dim, index->t), t, index);
 }
-
 tc_tensor *tc_index_select(tc_tensor *t, int dim, tc_tensor *index) {
     TC_OP(at::index_select(t->t, dim, index->t), t, index);
 }
 
 /* ---- Elementwise ---- */
 
-#define TC_BINARY(name, expr)                                                                     \
-    tc_tensor *name(tc_tensor *a, tc_tensor *b) {                                                 \
-        return run_op(#name, {a, b}, [&] { return expr; });                                       \
-    }
-#define TC_UNARY(name, expr)                                                                      \
-    tc_tensor *name(tc_tensor *a) { return run_op(#name, {a}, [&] { return expr; }); }
-
-TC_BINARY(tc_add, a->t + b->t)
-TC_BINARY(tc_sub, a->t - b->t)
-TC_BINARY(tc_mul, a->t * b->t)
-TC_BINARY(tc_div, a->t / b->t)
-TC_BINARY(tc_eq, at::eq(a->t, b->t))
-TC_BINARY(tc_matmul, at::matmul(a->t, b->t))
-TC_BINARY(tc_bmm, at::bmm(a->t, b->t))
-TC_UNARY(tc_neg, at::neg(a->t))
-TC_UNARY(tc_exp, at::exp(a->t))
-TC_UNARY(tc_log, at::log(a->t))
-TC_UNARY(tc_sqrt, at::sqrt(a->t))
-TC_UNARY(tc_rsqrt, at::rsqrt(a->t))
-TC_UNARY(tc_tanh, at::tanh(a->t))
-TC_UNARY(tc_sigmoid, at::sigmoid(a->t))
-TC_UNARY(tc_relu, at::relu(a->t))
+tc_tensor *tc_add(tc_tensor *a, tc_tensor *b) { TC_OP(a->t + b->t, a, b); }
+tc_tensor *tc_sub(tc_tensor *a, tc_tensor *b) { TC_OP(a->t - b->t, a, b); }
+tc_tensor *tc_mul(tc_tensor *a, tc_tensor *b) { TC_OP(a->t * b->t, a, b); }
+tc_tensor *tc_div(tc_tensor *a, tc_tensor *b) { TC_OP(a->t / b->t, a, b); }
+tc_tensor *tc_eq(tc_tensor *a, tc_tensor *b) { TC_OP(at::eq(a->t, b->t), a, b); }
+tc_tensor *tc_matmul(tc_tensor *a, tc_tensor *b) { TC_OP(at::matmul(a->t, b->t), a, b); }
+tc_tensor *tc_bmm(tc_tensor *a, tc_tensor *b) { TC_OP(at::bmm(a->t, b->t), a, b); }
+tc_tensor *tc_neg(tc_tensor *a) { TC_OP(at::neg(a->t), a); }
+tc_tensor *tc_exp(tc_tensor *a) { TC_OP(at::exp(a->t), a); }
+tc_tensor *tc_log(tc_tensor *a) { TC_OP(at::log(a->t), a); }
+tc_tensor *tc_sqrt(tc_tensor *a) { TC_OP(at::sqrt(a->t), a); }
+tc_tensor *tc_rsqrt(tc_tensor *a) { TC_OP(at::rsqrt(a->t), a); }
+tc_tensor *tc_tanh(tc_tensor *a) { TC_OP(at::tanh(a->t), a); }
+tc_tensor *tc_sigmoid(tc_tensor *a) { TC_OP(at::sigmoid(a->t), a); }
+tc_tensor *tc_relu(tc_tensor *a) { TC_OP(at::relu(a->t), a); }
 
 tc_tensor *tc_add_scalar(tc_tensor *a, double s) { TC_OP(at::add(a->t, s), a); }
 tc_tensor *tc_mul_scalar(tc_tensor *a, double s) { TC_OP(at::mul(a->t, s), a); }
 tc_tensor *tc_pow(tc_tensor *a, double exponent) { TC_OP(at::pow(a->t, exponent), a); }
-
 tc_tensor *tc_gelu(tc_tensor *a, tc_gelu_approx approx) {
-    return run_op(__func__, {a}, [&] {
-        if (approx != TC_GELU_EXACT && approx != TC_GELU_TANH) fail(TC_EINVAL, "unknown approximation");
-        return at::gelu(a->t, approx == TC_GELU_TANH ? "tanh" : "none");
-    });
+    TC_OP(at::gelu(a->t, approx == TC_GELU_TANH ? "tanh" : "none"), a);
 }
-
 tc_tensor *tc_clamp(tc_tensor *a, double lo, double hi) { TC_OP(at::clamp(a->t, lo, hi), a); }
-
 tc_tensor *tc_masked_fill(tc_tensor *a, tc_tensor *mask, double value) {
     TC_OP(at::masked_fill(a->t, bool_mask(mask->t), value), a, mask);
 }
-
 tc_tensor *tc_where(tc_tensor *cond, tc_tensor *a, tc_tensor *b) {
     TC_OP(at::where(bool_mask(cond->t), a->t, b->t), cond, a, b);
 }
-
 tc_tensor *tc_gt_scalar(tc_tensor *a, double s) { TC_OP(at::gt(a->t, s), a); }
 
 /* ---- Reductions ---- */
 
 tc_tensor *tc_sum(tc_tensor *t, int dim, int keepdim) {
-    return run_op(__func__, {t}, [&] {
-        int64_t d = dim;
-        return t->t.sum(at::IntArrayRef(d), keepdim != 0);
-    });
+    TC_OP(t->t.sum(at::IntArrayRef(int64_t{dim}), keepdim != 0), t);
 }
-
 tc_tensor *tc_sum_all(tc_tensor *t) { TC_OP(t->t.sum(), t); }
-
 tc_tensor *tc_mean(tc_tensor *t, int dim, int keepdim) {
-    return run_op(__func__, {t}, [&] {
-        int64_t d = dim;
-        return t->t.mean(at::IntArrayRef(d), keepdim != 0);
-    });
+    TC_OP(t->t.mean(at::IntArrayRef(int64_t{dim}), keepdim != 0), t);
 }
-
 tc_tensor *tc_mean_all(tc_tensor *t) { TC_OP(t->t.mean(), t); }
-
 tc_tensor *tc_max(tc_tensor *t, int dim, int keepdim) {
     TC_OP(std::get<0>(t->t.max(dim, keepdim != 0)), t);
 }
-
 tc_tensor *tc_argmax(tc_tensor *t, int dim, int keepdim) {
     TC_OP(t->t.argmax(dim, keepdim != 0), t);
 }
-
 tc_tensor *tc_var(tc_tensor *t, int dim, int unbiased, int keepdim) {
-    return run_op(__func__, {t}, [&] {
-        int64_t d = dim;
-        return t->t.var(at::IntArrayRef(d), unbiased != 0, keepdim != 0);
-    });
+    TC_OP(t->t.var(at::IntArrayRef(int64_t{dim}), unbiased != 0, keepdim != 0), t);
 }
 
 /* ---- Linear algebra and neural-network ops ---- */
@@ -621,28 +520,20 @@ tc_tensor *tc_var(tc_tensor *t, int dim, int unbiased, int keepdim) {
 tc_tensor *tc_linear(tc_tensor *x, tc_tensor *w, tc_tensor *b) {
     TC_OP(at::linear(x->t, w->t, opt(b)), x, w);
 }
-
 tc_tensor *tc_softmax(tc_tensor *t, int dim) { TC_OP(at::softmax(t->t, dim), t); }
 tc_tensor *tc_log_softmax(tc_tensor *t, int dim) { TC_OP(at::log_softmax(t->t, dim), t); }
-
 tc_tensor *tc_layer_norm(tc_tensor *x, tc_tensor *w, tc_tensor *b, double eps) {
-    return run_op(__func__, {x}, [&] {
-        if (x->t.dim() < 1) fail(TC_EINVAL, "input is a scalar");
-        int64_t last = x->t.size(-1);
-        return at::layer_norm(x->t, at::IntArrayRef(last), opt(w), opt(b), eps, true);
-    });
+    TC_OP(at::layer_norm(x->t, at::IntArrayRef(x->t.size(-1)), opt(w), opt(b), eps, true), x);
 }
-
 tc_tensor *tc_group_norm(tc_tensor *x, int groups, tc_tensor *w, tc_tensor *b, double eps) {
     TC_OP(at::group_norm(x->t, groups, opt(w), opt(b), eps, true), x);
 }
 
 tc_tensor *tc_batch_norm(tc_tensor *x, tc_tensor *w, tc_tensor *b, tc_tensor *running_mean,
                          tc_tensor *running_var, int training, double momentum, double eps) {
-    return run_op(__func__, {x}, [&] {
-        return at::batch_norm(x->t, opt(w), opt(b), opt(running_mean), opt(running_var),
-                              training != 0, momentum, eps, true);
-    });
+    TC_OP(at::batch_norm(x->t, opt(w), opt(b), opt(running_mean), opt(running_var), training != 0,
+                         momentum, eps, true),
+          x);
 }
 
 tc_tensor *tc_embedding(tc_tensor *weight, tc_tensor *ids) {
@@ -651,26 +542,18 @@ tc_tensor *tc_embedding(tc_tensor *weight, tc_tensor *ids) {
 
 tc_tensor *tc_conv1d(tc_tensor *x, tc_tensor *w, tc_tensor *b, int64_t stride, int64_t padding,
                      int64_t dilation, int64_t groups) {
-    return run_op(__func__, {x, w}, [&] {
-        return at::conv1d(x->t, w->t, opt(b), at::IntArrayRef(stride), at::IntArrayRef(padding),
-                          at::IntArrayRef(dilation), groups);
-    });
+    TC_OP(at::conv1d(x->t, w->t, opt(b), at::IntArrayRef(stride), at::IntArrayRef(padding),
+                     at::IntArrayRef(dilation), groups),
+          x, w);
 }
 
 tc_tensor *tc_conv2d(tc_tensor *x, tc_tensor *w, tc_tensor *b, const int64_t stride[2],
                      const int64_t padding[2]) {
-    return run_op(__func__, {x, w}, [&] {
-        if (!stride || !padding) fail(TC_EINVAL, "stride or padding is NULL");
-        return at::conv2d(x->t, w->t, opt(b), at::IntArrayRef(stride, 2), at::IntArrayRef(padding, 2));
-    });
+    TC_OP(at::conv2d(x->t, w->t, opt(b), dims(stride, 2), dims(padding, 2)), x, w);
 }
-
 tc_tensor *tc_conv3d(tc_tensor *x, tc_tensor *w, tc_tensor *b, const int64_t stride[3],
                      const int64_t padding[3]) {
-    return run_op(__func__, {x, w}, [&] {
-        if (!stride || !padding) fail(TC_EINVAL, "stride or padding is NULL");
-        return at::conv3d(x->t, w->t, opt(b), at::IntArrayRef(stride, 3), at::IntArrayRef(padding, 3));
-    });
+    TC_OP(at::conv3d(x->t, w->t, opt(b), dims(stride, 3), dims(padding, 3)), x, w);
 }
 
 /* The same steps as ATen's CPU dropout (bernoulli mask scaled by 1/(1-p)), with our generator,
@@ -693,29 +576,30 @@ tc_tensor *tc_lstm(tc_tensor *x, const int64_t *lengths, tc_tensor *const *param
                    int bidirectional, int64_t hidden, double dropout, int training) {
     return run_op(__func__, {x}, [&] {
         const at::Tensor &in = x->t;
-        if (in.dim() != 3) fail(TC_EINVAL, "x has %d dims, wants [B, T, I]", (int)in.dim());
-        if (num_layers < 1 || hidden < 1) fail(TC_EINVAL, "num_layers %d, hidden %ld", num_layers, (long)hidden);
-        int dirs = bidirectional ? 2 : 1;
-        std::vector<at::Tensor> ps = tensor_list(params, num_layers * dirs * 4);
-        int64_t B = in.size(0), T = in.size(1);
+        if (in.dim() != 3) fail(TC_EINVAL, "x has %d dims, not [B, T, I]", (int)in.dim());
+        if (num_layers < 1 || hidden < 1) fail(TC_EINVAL, "num_layers or hidden < 1");
+        int64_t dirs = bidirectional ? 2 : 1, B = in.size(0), T = in.size(1);
+        std::vector<at::Tensor> ps = tensor_list(params, (int)(num_layers * dirs * 4));
         at::Tensor h0 = at::zeros({num_layers * dirs, B, hidden}, in.options());
-        at::Tensor c0 = at::zeros({num_layers * dirs, B, hidden}, in.options());
+        bool train = training != 0, bidir = bidirectional != 0;
         if (!lengths)
-            return std::get<0>(at::lstm(in, {h0, c0}, ps, true, num_layers, dropout, training != 0,
-                                        bidirectional != 0, true));
+            return std::get<0>(
+                at::lstm(in, {h0, h0}, ps, true, num_layers, dropout, train, bidir, true));
         for (int64_t i = 0; i < B; i++)
             if (lengths[i] < 1 || lengths[i] > T)
-                fail(TC_EINVAL, "length %ld of sequence %ld outside 1..%ld", (long)lengths[i], (long)i, (long)T);
+                fail(TC_EINVAL, "lengths[%ld] = %ld outside 1..%ld", (long)i, (long)lengths[i],
+                     (long)T);
         at::Tensor lens = at::from_blob(const_cast<int64_t *>(lengths), {B}, at::kLong).clone();
         auto sorted = at::sort(lens, 0, true);
         at::Tensor order = std::get<1>(sorted);
         auto packed = at::_pack_padded_sequence(in.index_select(0, order.to(in.device())),
                                                 std::get<0>(sorted), true);
-        at::Tensor batch_sizes = std::get<1>(packed);
-        at::Tensor out = std::get<0>(at::lstm(std::get<0>(packed), batch_sizes, {h0, c0}, ps, true,
-                                              num_layers, dropout, training != 0, bidirectional != 0));
-        at::Tensor padded = std::get<0>(at::_pad_packed_sequence(out, batch_sizes, true, 0, T));
-        at::Tensor inverse = at::empty_like(order).scatter_(0, order, at::arange(B, order.options()));
+        at::Tensor sizes = std::get<1>(packed);
+        at::Tensor out = std::get<0>(at::lstm(std::get<0>(packed), sizes, {h0, h0}, ps, true,
+                                              num_layers, dropout, train, bidir));
+        at::Tensor padded = std::get<0>(at::_pad_packed_sequence(out, sizes, true, 0, T));
+        at::Tensor inverse =
+            at::empty_like(order).scatter_(0, order, at::arange(B, order.options()));
         return padded.index_select(0, inverse.to(in.device()));
     });
 }
@@ -723,7 +607,6 @@ tc_tensor *tc_lstm(tc_tensor *x, const int64_t *lengths, tc_tensor *const *param
 tc_tensor *tc_cross_entropy(tc_tensor *logits, tc_tensor *target, tc_tensor *weight) {
     TC_OP(at::cross_entropy_loss(logits->t, target->t, opt(weight)), logits, target);
 }
-
 tc_tensor *tc_nll_loss(tc_tensor *logp, tc_tensor *target, tc_tensor *weight) {
     TC_OP(at::nll_loss(logp->t, target->t, opt(weight)), logp, target);
 }
@@ -733,13 +616,10 @@ tc_tensor *tc_nll_loss(tc_tensor *logp, tc_tensor *target, tc_tensor *weight) {
 int tc_set_requires_grad(tc_tensor *t, int on) {
     return run_call(__func__, [&] { need(t, "tensor").set_requires_grad(on != 0); });
 }
-
 int tc_requires_grad(const tc_tensor *t) { return t && t->t.requires_grad(); }
-
 int tc_backward(tc_tensor *loss) {
     return run_call(__func__, [&] { need(loss, "loss").backward(); });
 }
-
 tc_tensor *tc_grad(tc_tensor *t) { TC_OP(t->t.grad(), t); }
 
 int tc_zero_grad(tc_tensor *t) {
@@ -804,7 +684,7 @@ tc_generator *tc_generator_new(uint64_t seed, tc_device dev) {
         if (d.is_cpu()) {
             g = at::make_generator<at::CPUGeneratorImpl>(seed);
         } else {
-            g = at::detail::getCUDAHooks().getDefaultCUDAGenerator(d.index()).clone();
+            g = at::globalContext().defaultGenerator(d).clone();
             g.set_current_seed(seed);
         }
         out = new tc_generator{std::move(g)};
@@ -826,7 +706,8 @@ int tc_generator_get_state(tc_generator *g, void *buf, size_t *len) {
         size_t cap = *len;
         *len = need_bytes;
         if (!buf) return;
-        if (cap < need_bytes) fail(TC_EINVAL, "buffer holds %zu bytes, state needs %zu", cap, need_bytes);
+        if (cap < need_bytes)
+            fail(TC_EINVAL, "buffer has %zu bytes, state needs %zu", cap, need_bytes);
         memcpy(buf, st.contiguous().data_ptr(), need_bytes);
     });
 }
