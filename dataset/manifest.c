@@ -164,6 +164,8 @@ static int check_manifest(const ds_manifest *m, const char *path, int code, char
                     DS_MANIFEST_VERSION);
     if (m->format_version < 1)
         return fail(err, errlen, code, "%s: format_version: %d (expected >= 1)", path, m->format_version);
+    if (m->labels != 7 && m->labels != 32)
+        return fail(err, errlen, code, "%s: labels: %d (expected 7 or 32)", path, m->labels);
     for (int i = 0; i < m->n_splits; i++) {
         const ds_manifest_split *s = &m->splits[i];
         if (!ds_shard_split_name_ok(s->name))
@@ -233,6 +235,7 @@ static cJSON *manifest_json(const ds_manifest *m)
         return NULL;
     int bad = !cJSON_AddNumberToObject(root, "version", m->version) ||
               !cJSON_AddNumberToObject(root, "format_version", m->format_version) ||
+              !cJSON_AddNumberToObject(root, "labels", m->labels) ||
               !cJSON_AddStringToObject(root, "created_by", m->created_by ? m->created_by : "");
     cJSON *splits = cJSON_AddObjectToObject(root, "splits");
     bad = bad || !splits;
@@ -488,6 +491,11 @@ static int read_root(const rctx *c, const cJSON *root, ds_manifest *m)
     if ((rc = get_int(c, root, "format_version", "format_version", 1, 65535, &d)))
         return rc;
     m->format_version = (int)d;
+    if ((rc = get_int(c, root, "labels", "labels", 7, 32, &d)))
+        return rc;
+    if (d != 7 && d != 32)
+        return bad(c, "labels", "expected 7 or 32");
+    m->labels = (int)d;
     if ((rc = get_str(c, root, "created_by", "created_by", &m->created_by)))
         return rc;
 

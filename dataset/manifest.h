@@ -50,6 +50,7 @@ typedef struct {
 typedef struct {
     int version;                 /* DS_MANIFEST_VERSION */
     int format_version;          /* record format version of the shards (DS_RECORD_VERSION when written) */
+    int labels;                  /* the label space trainers default to: 7 (the authors' classes) or 32 (raw) */
     char *created_by;            /* program and version, e.g. "empd 0.1" */
     int n_splits;
     ds_manifest_split *splits;

@@ -257,6 +257,8 @@ int ds_sharder_run(const ds_sharder_opts *o, ds_sharder_summary *sum, char *err,
     if (o->utt_max_tokens < 2 || o->utt_max_tokens > 65535 || o->ctx_max_tokens < 2 || o->ctx_max_tokens > 65535)
         return fail(err, errlen, DS_SHARD_EINVAL, "token limits must be within 2..65535 (utterance %d, context %d)",
                     o->utt_max_tokens, o->ctx_max_tokens);
+    if (o->labels != 7 && o->labels != 32)
+        return fail(err, errlen, DS_SHARD_EINVAL, "labels must be 7 or 32, got %d", o->labels);
     int rc = find_json(o, sum->json_path, sizeof sum->json_path, err, errlen);
     if (rc)
         return rc;
@@ -290,6 +292,7 @@ int ds_sharder_run(const ds_sharder_opts *o, ds_sharder_summary *sum, char *err,
     }
     m.version = DS_MANIFEST_VERSION;
     m.format_version = DS_RECORD_VERSION;
+    m.labels = o->labels;
     m.created_by = strdup("empd 0.1 shard");
     m.source_data_dir = strdup(o->data_dir);
     m.source_json = strdup(sum->json_path);

@@ -21,6 +21,7 @@ typedef struct {
     int ctx_max_tokens;     /* context (256) */
     int64_t split_seed;     /* 42 reproduces the seed's split */
     enum am_on_error on_error;
+    int labels;             /* 7 or 32: the label space recorded as the trainers' default */
 } ds_sharder_opts;
 
 typedef struct {

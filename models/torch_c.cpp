@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <c10/util/FunctionRef.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
@@ -116,8 +117,9 @@ void record(tc_scope *s, int code) {
 /* Runs an op: NULL when no scope, when the scope already failed, or when a required input is
  * NULL; otherwise the result lives in the scope on top of the stack. An undefined result (an
  * absent gradient) is NULL without an error. */
-template <class F>
-tc_tensor *run_op(const char *name, std::initializer_list<const tc_tensor *> inputs, F f) {
+/* Not a template: one copy of this logic instead of one per op keeps the compile short. */
+tc_tensor *run_op(const char *name, std::initializer_list<const tc_tensor *> inputs,
+                  c10::function_ref<at::Tensor()> f) {
     tc_scope *s = top();
     if (!s) {
         set_error(TC_ESTATE, name, "no scope entered (tc_scope_begin or tc_scope_enter first)");
@@ -145,7 +147,7 @@ tc_tensor *run_op(const char *name, std::initializer_list<const tc_tensor *> inp
 #define TC_OP(expr, ...) return run_op(__func__, {__VA_ARGS__}, [&] { return (expr); })
 
 /* Runs a call that returns a code. */
-template <class F> int run_call(const char *name, F f) {
+int run_call(const char *name, c10::function_ref<void()> f) {
     try {
         f();
         return TC_OK;

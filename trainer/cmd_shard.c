@@ -10,8 +10,9 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: empd shard --data DIR --out DIR [--split seed] [--vocab FILE] [--json FILE]\n"
-               "                  [--utt-tokens N] [--ctx-tokens N] [--split-seed N] [--on-error skip|fail]\n\n"
+    fprintf(f, "usage: empd shard --data DIR --out DIR [--split seed] [--labels 7|32] [--vocab FILE]\n"
+               "                  [--json FILE] [--utt-tokens N] [--ctx-tokens N] [--split-seed N]\n"
+               "                  [--on-error skip|fail]\n\n"
                "  --data DIR         AvaMERG folder (train.json at its root or in audio_v5_0/)\n"
                "  --out DIR          shard folder to write (manifest.json + {train,val,test}-NNNNN.lmdb)\n"
                "  --split seed       the seed project's 60/20/20 split (the only split so far)\n"
@@ -21,8 +22,7 @@ static void usage(FILE *f)
                "  --utt-tokens N     tokens kept per utterance, [CLS] and [SEP] included (128)\n"
                "  --ctx-tokens N     tokens kept of the context (256)\n"
                "  --on-error MODE    skip (count and list bad conversations in the manifest) or fail (skip)\n"
-               "Both labels (7 classes and the 32 raw emotions) are stored; empd train picks one with\n"
-               "model.num_classes.\n");
+               "  --labels 7|32      the label space empd train uses by default (7); records hold both\n");
 }
 
 static int parse_int(const char *s, const char *what, long lo, long hi, long *out)
@@ -44,10 +44,12 @@ int cmd_shard(int argc, char **argv)
         {"split", required_argument, 0, 's'},      {"vocab", required_argument, 0, 'v'},
         {"json", required_argument, 0, 'j'},       {"utt-tokens", required_argument, 0, 'u'},
         {"ctx-tokens", required_argument, 0, 'c'}, {"split-seed", required_argument, 0, 'S'},
-        {"on-error", required_argument, 0, 'e'},   {"help", no_argument, 0, 'h'},
+        {"on-error", required_argument, 0, 'e'},   {"labels", required_argument, 0, 'l'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    ds_sharder_opts o = {.utt_max_tokens = 128, .ctx_max_tokens = 256, .split_seed = 42, .on_error = AM_ON_ERROR_SKIP};
+    ds_sharder_opts o = {.utt_max_tokens = 128, .ctx_max_tokens = 256, .split_seed = 42, .on_error = AM_ON_ERROR_SKIP,
+                         .labels = 7};
     char vocab[4096];
     int have_vocab = tr_default_vocab(vocab, sizeof vocab), opt;
     long v;
@@ -81,6 +83,13 @@ int cmd_shard(int argc, char **argv)
                 return 2;
             }
             o.on_error = strcmp(optarg, "fail") ? AM_ON_ERROR_SKIP : AM_ON_ERROR_FAIL;
+            break;
+        case 'l':
+            if (strcmp(optarg, "7") && strcmp(optarg, "32")) {
+                fprintf(stderr, "empd shard: --labels must be 7 or 32, got '%s'\n", optarg);
+                return 2;
+            }
+            o.labels = atoi(optarg);
             break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

@@ -27,7 +27,7 @@ static const struct field {
     I("model.max_position", model.max_position, 64, 2, 1e5, "position embeddings (>= utt_tokens)"),
     I("model.utt_tokens", model.utt_tokens, 32, 2, 1e5, "tokens read per utterance ([CLS] .. [SEP])"),
     I("model.meta_dim", model.meta_dim, 8, 1, 4096, "embedding width per metadata field"),
-    I("model.num_classes", model.num_classes, 7, 7, 32, "7 (the authors' classes) or 32 (raw emotions)"),
+    I("model.num_classes", model.num_classes, 0, 0, 32, "7 (the authors' classes), 32 (raw emotions), 0: the shards' labels"),
     R("model.dropout", model.dropout, 0.1, 0, 0.99, "dropout probability"),
     R("model.init_std", model.init_std, 0.02, 0, 10, "std of the normal initialisation"),
     I("train.batch_size", train.batch_size, 8, 1, 1e6, "samples per rank per step"),
@@ -190,8 +190,8 @@ static int read_fields(cJSON *root, tr_config *c, const char *src, char *err, si
     if (c->model.utt_tokens > c->model.max_position)
         return fail(err, errlen, "%s: model.utt_tokens (%lld) exceeds model.max_position (%lld)", src,
                     (long long)c->model.utt_tokens, (long long)c->model.max_position);
-    if (c->model.num_classes != 7 && c->model.num_classes != 32)
-        return fail(err, errlen, "%s: model.num_classes must be 7 or 32", src);
+    if (c->model.num_classes != 0 && c->model.num_classes != 7 && c->model.num_classes != 32)
+        return fail(err, errlen, "%s: model.num_classes must be 0, 7 or 32", src);
     return 0;
 }
 

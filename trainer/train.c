@@ -580,6 +580,8 @@ static int setup(trainer *t, const char *config, char **sets, int n_sets)
     tc_set_num_threads(t->cfg.train.threads ? (int)t->cfg.train.threads : default_threads(t));
     if (ds_loader_open(t->cfg.data.shards, &t->loader, t->err, sizeof t->err))
         return -1;
+    if (t->cfg.model.num_classes == 0)
+        t->cfg.model.num_classes = ds_loader_manifest(t->loader)->labels;
     if (ds_loader_count(t->loader, "train") == 0) {
         snprintf(t->err, sizeof t->err, "%s: the train split is empty", t->cfg.data.shards);
         return -1;

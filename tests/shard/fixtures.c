@@ -140,6 +140,7 @@ void manifest_base(ds_manifest *m)
     memset(m, 0, sizeof *m);
     m->version = DS_MANIFEST_VERSION;
     m->format_version = DS_RECORD_VERSION;
+    m->labels = 7;
     m->created_by = strdup("test_shard");
     memcpy(m->vocab_md5, MD5, 33);
     m->utt_max_tokens = MAX_UTT_TOK;
