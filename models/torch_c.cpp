@@ -116,8 +116,8 @@ void record(tc_scope *s, int code) {
 
 /* Runs an op: NULL when no scope, when the scope already failed, or when a required input is
  * NULL; otherwise the result lives in the scope on top of the stack. An undefined result (an
- * absent gradient) is NULL without an error. */
-/* Not a template: one copy of this logic instead of one per op keeps the compile short. */
+ * absent gradient) is NULL without an error. Not a template, so this code exists once rather
+ * than once per op, which keeps the compile of this file short. */
 tc_tensor *run_op(const char *name, std::initializer_list<const tc_tensor *> inputs,
                   c10::function_ref<at::Tensor()> f) {
     tc_scope *s = top();

@@ -14,6 +14,9 @@
  *   its error in the current scope and returns NULL; every later op in that scope, and every op
  *   given a NULL input, returns NULL and does nothing. The caller checks once, with
  *   tc_scope_status() or the return of tc_scope_end(). No C++ exception ever leaves this binding.
+ *   A NULL input given to an op in a scope without an error records TC_EINVAL there, so a NULL
+ *   that comes from elsewhere (a failed inner scope) is not lost. An op called with no scope on
+ *   the stack returns NULL and only sets tc_last_error().
  *
  * Threads
  *   Scopes and the error message are per thread. A tensor may be read from several threads, but
@@ -65,13 +68,14 @@ int tc_scope_end(tc_scope *s);
 tc_scope *tc_scope_new(void);
 int tc_scope_enter(tc_scope *s);
 int tc_scope_leave(tc_scope *s);
-void tc_scope_free(tc_scope *s);
+void tc_scope_free(tc_scope *s); /* removes s from this thread's stack first if it is there */
 /* The scope's first recorded error, TC_OK when none. */
 int tc_scope_status(const tc_scope *s);
 /* Clears the error of s so it can be used again (the message stays in tc_last_error()). */
 void tc_scope_clear_error(tc_scope *s);
 /* Moves t into the parent of its scope (the scope below it on the stack) and returns t; for a
- * scope not on the stack, into the scope on top of the stack. The way results leave a scope. */
+ * scope not on the stack, into the scope on top of the stack. The way results leave a scope.
+ * A tensor in the bottom scope has no parent: NULL, and TC_ESTATE is recorded in its scope. */
 tc_tensor *tc_keep(tc_tensor *t);
 /* Moves t into dst and returns t. */
 tc_tensor *tc_move_to(tc_tensor *t, tc_scope *dst);
@@ -96,7 +100,8 @@ tc_tensor *tc_contiguous(tc_tensor *t);
 tc_tensor *tc_clone(tc_tensor *t);
 tc_tensor *tc_detach(tc_tensor *t);
 
-/* Copies a tensor's elements (any layout or device, same dtype) into host memory of nbytes. */
+/* Copies a tensor's elements (any layout or device, same dtype) into host memory of nbytes,
+ * which must be numel * tc_dtype_size (TC_EINVAL otherwise). */
 int tc_copy_to_host(const tc_tensor *t, void *dst, size_t nbytes);
 /* Pointer to the elements of a contiguous CPU tensor (NULL otherwise); writes through it are
  * seen by torch. The way comm/ reduces gradients and checkpoints read parameters without copies. */
@@ -104,12 +109,13 @@ void *tc_data_ptr(const tc_tensor *t);
 /* dst <- src in place (shapes equal, any dtype/device; autograd not recorded). */
 int tc_copy_(tc_tensor *dst, const tc_tensor *src);
 
+/* On a NULL tensor or a dim out of range: -1 (tc_dtype_of: TC_F32, tc_device_of: CPU). */
 int tc_ndim(const tc_tensor *t);
 int64_t tc_size(const tc_tensor *t, int dim); /* negative dim counts from the end */
 int64_t tc_numel(const tc_tensor *t);
 tc_dtype tc_dtype_of(const tc_tensor *t);
 tc_device tc_device_of(const tc_tensor *t);
-size_t tc_dtype_size(tc_dtype dtype);
+size_t tc_dtype_size(tc_dtype dtype); /* 0 for a value outside tc_dtype */
 /* The single element of t as double (any dtype); NAN on error. */
 double tc_item(const tc_tensor *t);
 
@@ -184,12 +190,17 @@ tc_tensor *tc_conv2d(tc_tensor *x, tc_tensor *w, tc_tensor *b, const int64_t str
                      const int64_t padding[2]);
 tc_tensor *tc_conv3d(tc_tensor *x, tc_tensor *w, tc_tensor *b, const int64_t stride[3],
                      const int64_t padding[3]);
-/* Identity when !training or p == 0. The mask comes from gen (NULL: torch's default). */
+/* Identity when !training or p == 0; zeros when p == 1; TC_EINVAL outside [0, 1]. The mask comes
+ * from gen (NULL: torch's default), drawn as torch.nn.functional.dropout draws it on CPU, so a
+ * generator seeded s gives the mask F.dropout gives after torch.manual_seed(s). */
 tc_tensor *tc_dropout(tc_tensor *x, double p, int training, tc_generator *gen);
 /* Multi-layer LSTM over x [B, T, I] (batch first). lengths: B valid lengths (NULL = all T);
  * positions past a sequence's length do not influence any output and come out as zeros.
  * params: PyTorch's flat weight order: for each layer, for each direction (forward, then
- * reverse): w_ih [4H, in], w_hh [4H, H], b_ih [4H], b_hh [4H]. Result [B, T, dirs*H]. */
+ * reverse): w_ih [4H, in], w_hh [4H, H], b_ih [4H], b_hh [4H]. Result [B, T, dirs*H].
+ * Every length must be in 1..T. Dropout between layers (training only) uses torch's default
+ * generator. Matches torch.nn.LSTM(batch_first=True) on pack_padded_sequence(enforce_sorted=False)
+ * followed by pad_packed_sequence(total_length=T). */
 tc_tensor *tc_lstm(tc_tensor *x, const int64_t *lengths, tc_tensor *const *params, int num_layers,
                    int bidirectional, int64_t hidden, double dropout, int training);
 /* Mean cross-entropy of logits [N, C] against i64 targets [N]; weight [C] may be NULL. */
@@ -212,7 +223,11 @@ int tc_zero_grad(tc_tensor *t);
 int tc_grad_enabled_set(int enabled);
 /* Called once per backward, after t's gradient has been accumulated into t.grad, from the
  * thread that runs the backward. A post-hook on t's gradient accumulator, as DDP's reducer uses.
- * Several hooks per tensor are allowed; they fire in registration order. */
+ * Several hooks per tensor are allowed; they fire in registration order. A hook lives as long
+ * as the handle it was registered on; it does not fire once that handle's scope is freed.
+ * On CUDA libtorch runs it on its own device thread, which has no scope: the callback must not
+ * create tensors there; take gradient pointers before backward (tc_zero_grad, then
+ * tc_data_ptr(tc_grad(p)) stays valid). */
 typedef void (*tc_grad_ready_fn)(void *user, tc_tensor *param);
 int tc_grad_ready_hook(tc_tensor *param, tc_grad_ready_fn fn, void *user);
 
@@ -225,7 +240,8 @@ int tc_adamw_step(tc_tensor *param, const tc_tensor *grad, tc_tensor *exp_avg,
 /* ---- Random generators ------------------------------------------------------------ */
 tc_generator *tc_generator_new(uint64_t seed, tc_device dev);
 void tc_generator_free(tc_generator *g);
-/* The state as bytes: *len in = capacity of buf, out = bytes needed (call with buf NULL to ask). */
+/* The state as bytes: *len in = capacity of buf, out = bytes needed (call with buf NULL to ask);
+ * TC_EINVAL when buf is too small. */
 int tc_generator_get_state(tc_generator *g, void *buf, size_t *len);
 int tc_generator_set_state(tc_generator *g, const void *buf, size_t len);
 /* Seeds torch's default generator(s) for ops given no generator. */
@@ -235,7 +251,7 @@ void tc_manual_seed(uint64_t seed);
 int tc_set_num_threads(int n);
 int tc_get_num_threads(void);
 int tc_cuda_device_count(void);
-/* libtorch's version, e.g. "1.13.1". */
+/* libtorch's version as its headers state it (TORCH_VERSION), e.g. "1.13.0". */
 const char *tc_version(void);
 
 #ifdef __cplusplus

@@ -11,11 +11,13 @@
 #include "tests/torch_c/torch_c_test.h"
 
 #define CPU ((tc_device){TC_CPU, 0})
-#define SHAPE(...) ((const int64_t[]){__VA_ARGS__}), (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t))
-#define OP(name, expr)                                                                            \
-    static tc_tensor *op_##name(tc_tensor **in) {                                                 \
-        (void)in;                                                                                 \
-        return expr;                                                                              \
+#define SHAPE(...)                                                                                 \
+    ((const int64_t[]){__VA_ARGS__}),                                                              \
+        (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t))
+#define OP(name, expr)                                                                             \
+    static tc_tensor *op_##name(tc_tensor **in) {                                                  \
+        (void)in;                                                                                  \
+        return expr;                                                                               \
     }
 
 OP(zeros, tc_zeros(SHAPE(2, 3), TC_F32, CPU))
@@ -40,8 +42,8 @@ static tc_tensor *op_randn(tc_tensor **in) {
     return t;
 }
 
-#define DTYPE_OPS(name, dtype)                                                                    \
-    OP(to_##name, tc_to_dtype(in[0], dtype))                                                      \
+#define DTYPE_OPS(name, dtype)                                                                     \
+    OP(to_##name, tc_to_dtype(in[0], dtype))                                                       \
     OP(from_##name, tc_to_dtype(in[0], TC_F32))
 DTYPE_OPS(bf16, TC_BF16)
 DTYPE_OPS(f16, TC_F16)
@@ -144,28 +146,25 @@ OP(nll_loss_w, tc_nll_loss(in[0], in[1], in[2]))
 OP(lstm_packed, tc_lstm(in[0], tc_data_ptr(in[1]), in + 2, 2, 1, 3, 0.0, 1))
 OP(lstm_full, tc_lstm(in[0], NULL, in + 1, 1, 0, 3, 0.0, 1))
 
-#define CASE(name) {#name, op_##name, 0}
+#define CASE(name)                                                                                 \
+    { #name, op_##name, 0 }
 const op_case op_cases[] = {
-    CASE(zeros), CASE(ones_i64), CASE(full), CASE(arange_i64), CASE(arange_f32),
-    CASE(rand_uniform), CASE(randn),
-    CASE(to_bf16), CASE(from_bf16), CASE(to_f16), CASE(from_f16), CASE(to_i64), CASE(from_i64),
-    CASE(to_i32), CASE(from_i32), CASE(to_i16), CASE(from_i16), CASE(to_u8), CASE(from_u8),
-    CASE(to_bool), CASE(from_bool),
-    CASE(reshape), CASE(permute), CASE(transpose), CASE(slice), CASE(select), CASE(narrow),
-    CASE(cat), CASE(stack), CASE(expand), CASE(unsqueeze), CASE(squeeze), CASE(gather),
-    CASE(index_select), CASE(contiguous), CASE(clone), CASE(detach),
+    CASE(zeros), CASE(ones_i64), CASE(full), CASE(arange_i64), CASE(arange_f32), CASE(rand_uniform),
+    CASE(randn), CASE(to_bf16), CASE(from_bf16), CASE(to_f16), CASE(from_f16), CASE(to_i64),
+    CASE(from_i64), CASE(to_i32), CASE(from_i32), CASE(to_i16), CASE(from_i16), CASE(to_u8),
+    CASE(from_u8), CASE(to_bool), CASE(from_bool), CASE(reshape), CASE(permute), CASE(transpose),
+    CASE(slice), CASE(select), CASE(narrow), CASE(cat), CASE(stack), CASE(expand), CASE(unsqueeze),
+    CASE(squeeze), CASE(gather), CASE(index_select), CASE(contiguous), CASE(clone), CASE(detach),
     CASE(add), CASE(sub), CASE(mul), CASE(div), CASE(add_scalar), CASE(mul_scalar), CASE(neg),
-    CASE(exp), CASE(log), CASE(sqrt), CASE(rsqrt), CASE(pow), CASE(pow2), CASE(tanh),
-    CASE(sigmoid), CASE(relu), CASE(gelu_exact), CASE(gelu_tanh), CASE(clamp), CASE(masked_fill),
-    CASE(masked_fill_u8), CASE(where), CASE(eq), CASE(gt_scalar),
-    CASE(sum), CASE(sum_neg), CASE(sum_all), CASE(mean), CASE(mean_all), CASE(max), CASE(argmax),
-    CASE(var), CASE(var_biased),
-    CASE(matmul), CASE(matmul_batched), CASE(bmm), CASE(linear), CASE(linear_nobias),
-    CASE(softmax), CASE(log_softmax), CASE(layer_norm), CASE(layer_norm_noaffine),
-    CASE(group_norm), CASE(batch_norm_train), CASE(batch_norm_eval), CASE(embedding),
-    CASE(conv1d), CASE(conv1d_nobias), CASE(conv2d), CASE(conv3d),
-    CASE(dropout_p0), CASE(dropout_eval), {"dropout_gen", op_dropout_gen, 1},
-    {"dropout_default_gen", op_dropout_default_gen, 1},
+    CASE(exp), CASE(log), CASE(sqrt), CASE(rsqrt), CASE(pow), CASE(pow2), CASE(tanh), CASE(sigmoid),
+    CASE(relu), CASE(gelu_exact), CASE(gelu_tanh), CASE(clamp), CASE(masked_fill),
+    CASE(masked_fill_u8), CASE(where), CASE(eq), CASE(gt_scalar), CASE(sum), CASE(sum_neg),
+    CASE(sum_all), CASE(mean), CASE(mean_all), CASE(max), CASE(argmax), CASE(var), CASE(var_biased),
+    CASE(matmul), CASE(matmul_batched), CASE(bmm), CASE(linear), CASE(linear_nobias), CASE(softmax),
+    CASE(log_softmax), CASE(layer_norm), CASE(layer_norm_noaffine), CASE(group_norm),
+    CASE(batch_norm_train), CASE(batch_norm_eval), CASE(embedding), CASE(conv1d),
+    CASE(conv1d_nobias), CASE(conv2d), CASE(conv3d), CASE(dropout_p0), CASE(dropout_eval),
+    {"dropout_gen", op_dropout_gen, 1}, {"dropout_default_gen", op_dropout_default_gen, 1},
     CASE(cross_entropy), CASE(cross_entropy_w), CASE(nll_loss), CASE(nll_loss_w),
     {"lstm_packed", op_lstm_packed, 1}, CASE(lstm_full),
 };

@@ -10,7 +10,6 @@ For an op case NAME the keys are NAME/inK (inputs, in order), NAME/out (forward 
 NAME/w (random weights: the loss is sum(out * w)), NAME/gradK (d loss / d inK, present exactly
 for the inputs that require grad), NAME/postK (inK after the op, for in-place updates).
 """
-import math
 import sys
 
 import torch
