@@ -102,9 +102,13 @@ static const char *vocab_field(const am_sample *s, int v, int listener)
 
 static int build_vocabs(ds_manifest *m, vocab_builder *b, const am_corpus *c, const split_result *sp)
 {
+    /* Adding a vocabulary may move the manifest's array: take pointers only once all exist. */
+    for (int v = 0; v < N_VOCABS; v++)
+        if (!ds_manifest_add_vocab(m, vocab_names[v]))
+            return -1;
     for (int v = 0; v < N_VOCABS; v++) {
-        b[v].mv = ds_manifest_add_vocab(m, vocab_names[v]);
-        if (!b[v].mv || ds_strv_push(&b[v].mv->items, "<unk>") != DS_SHARD_OK || vocab_grow(&b[v]))
+        b[v].mv = (ds_manifest_vocab *)ds_manifest_find_vocab(m, vocab_names[v]);
+        if (ds_strv_push(&b[v].mv->items, "<unk>") != DS_SHARD_OK || vocab_grow(&b[v]))
             return -1;
     }
     for (size_t i = 0; i < sp->n_train; i++) {

@@ -65,8 +65,7 @@ static tc_tensor *self_attention(const bert_layer *l, const bert_config *c, tc_t
     return tc_reshape(ctx, (int64_t[]){n, len, c->hidden}, 3);
 }
 
-tc_tensor *bert_forward_pooled(const bert_model *m, tc_tensor *ids, tc_tensor *mask, int training,
-                               tc_generator *gen)
+tc_tensor *bert_forward(const bert_model *m, tc_tensor *ids, tc_tensor *mask, int training, tc_generator *gen)
 {
     const bert_config *c = &m->cfg;
     int64_t n = tc_size(ids, 0), len = tc_size(ids, 1);
@@ -88,5 +87,10 @@ tc_tensor *bert_forward_pooled(const bert_model *m, tc_tensor *ids, tc_tensor *m
         h = tc_dropout(ml_linear_forward(&l->out, h), c->dropout, training, gen);
         x = ml_layer_norm_forward(&l->out_ln, tc_add(x, h));
     }
-    return tc_tanh(ml_linear_forward(&m->pooler, tc_select(x, 1, 0)));
+    return x;
+}
+
+tc_tensor *bert_pool(const bert_model *m, tc_tensor *hidden)
+{
+    return tc_tanh(ml_linear_forward(&m->pooler, tc_select(hidden, 1, 0)));
 }

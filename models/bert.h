@@ -30,8 +30,9 @@ typedef struct {
 /* Registers every parameter under "<prefix>.embeddings...", "<prefix>.encoder.layer.N...",
  * "<prefix>.pooler.dense...". */
 int bert_init(bert_model *m, mp_params *ps, const char *prefix, const bert_config *cfg);
-/* ids i64 [N, L] (L <= max_position), mask f32 [N, L] (1 keep, 0 pad) -> pooled [N, hidden]. */
-tc_tensor *bert_forward_pooled(const bert_model *m, tc_tensor *ids, tc_tensor *mask, int training,
-                               tc_generator *gen);
+/* ids i64 [N, L] (L <= max_position), mask f32 [N, L] (1 keep, 0 pad) -> last hidden states [N, L, hidden]. */
+tc_tensor *bert_forward(const bert_model *m, tc_tensor *ids, tc_tensor *mask, int training, tc_generator *gen);
+/* HF's pooler: tanh(dense(hidden[:, 0])) -> [N, hidden]. */
+tc_tensor *bert_pool(const bert_model *m, tc_tensor *hidden);
 
 #endif

@@ -32,8 +32,13 @@ tc_tensor *tm_model_forward(tm_model *m, const tm_inputs *in, int training, tc_g
     int64_t b = tc_size(in->utt_tokens, 0), u = tc_size(in->utt_tokens, 1), l = tc_size(in->utt_tokens, 2);
     tc_tensor *ids = tc_reshape(in->utt_tokens, (int64_t[]){b * u, l}, 2);
     tc_tensor *mask = tc_reshape(in->utt_mask, (int64_t[]){b * u, l}, 2);
-    tc_tensor *pooled = tc_reshape(bert_forward_pooled(&m->bert, ids, mask, training, gen),
-                                   (int64_t[]){b, u, c->bert.hidden}, 3);
+    /* Each utterance is the mean of its tokens' last hidden states: every token reaches the
+     * classifier directly, which a small encoder trained from scratch learns from far sooner than
+     * from [CLS] alone. */
+    tc_tensor *hidden = bert_forward(&m->bert, ids, mask, training, gen);
+    tc_tensor *tokens = tc_clamp(tc_sum(mask, 1, 1), 1.0, 1e9);
+    tc_tensor *utt = tc_div(tc_sum(tc_mul(hidden, tc_unsqueeze(mask, 2)), 1, 0), tokens);
+    tc_tensor *pooled = tc_reshape(utt, (int64_t[]){b, u, c->bert.hidden}, 3);
     /* Mean over valid utterances; a sample with none keeps a zero text vector. */
     tc_tensor *valid = tc_unsqueeze(in->utt_valid, 2);
     tc_tensor *count = tc_clamp(tc_sum(in->utt_valid, 1, 1), 1.0, 1e9);

@@ -1,5 +1,5 @@
 /* The walking skeleton's classifier: text + metadata.
- *   each utterance -> BERT-shaped encoder -> pooled [CLS]
+ *   each utterance -> BERT-shaped encoder -> mean over its tokens
  *   -> mean over the sample's valid utterances            [B, hidden]
  *   metadata ids -> one embedding per field, concatenated  [B, meta_fields * meta_dim]
  *   -> dropout -> linear -> logits                         [B, num_classes]

@@ -609,6 +609,14 @@ static int setup(trainer *t, const char *config, char **sets, int n_sets)
     return build_model(t);
 }
 
+static void free_args(char **sets, char **owned, int n_owned)
+{
+    for (int i = 0; owned && i < n_owned; i++)
+        free(owned[i]);
+    free(owned);
+    free(sets);
+}
+
 int cmd_train(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -620,10 +628,11 @@ int cmd_train(int argc, char **argv)
     };
     trainer t = {.out = "runs/train"};
     const char *config = NULL, *resume_how = NULL;
-    char **sets = calloc((size_t)argc * 2 + 2, sizeof *sets), *owned[2] = {NULL, NULL};
-    int n_sets = 0, o;
+    /* --shards and --max-steps become --set entries; a later one wins, as with --set. */
+    char **sets = calloc((size_t)argc + 1, sizeof *sets), **owned = calloc((size_t)argc + 1, sizeof *owned);
+    int n_sets = 0, n_owned = 0, o;
     optind = 1;
-    while (sets && (o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while (sets && owned && (o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
         case 'c': config = optarg; break;
         case 'o': t.out = optarg; break;
@@ -636,24 +645,24 @@ int cmd_train(int argc, char **argv)
             const char *key = o == 'd' ? "data.shards" : "train.max_steps";
             size_t l = strlen(key) + strlen(optarg) + 2;
             char *kv = malloc(l);
-            snprintf(kv, l, "%s=%s", key, optarg);
-            free(owned[o == 'm']);
-            owned[o == 'm'] = kv;
-            sets[n_sets++] = kv;
+            if (kv)
+                snprintf(kv, l, "%s=%s", key, optarg);
+            owned[n_owned++] = kv;
+            sets[n_sets++] = kv ? kv : "=";
             break;
         }
-        case 'h': usage(stdout); free(sets); return 0;
-        default: usage(stderr); free(sets); return 2;
+        case 'h': usage(stdout); free_args(sets, owned, n_owned); return 0;
+        default: usage(stderr); free_args(sets, owned, n_owned); return 2;
         }
     }
-    if (!sets || optind < argc) {
+    if (!sets || !owned || optind < argc) {
         fprintf(stderr, "empd train: unexpected argument '%s' (empd train --help)\n", optind < argc ? argv[optind] : "");
-        free(sets);
+        free_args(sets, owned, n_owned);
         return 2;
     }
     if (comm_init(NULL, NULL, &t.g, t.err, sizeof t.err)) {
         fprintf(stderr, "empd train: %s\n", t.err);
-        free(sets);
+        free_args(sets, owned, n_owned);
         return 1;
     }
     t.rank = comm_rank(t.g);
@@ -678,9 +687,7 @@ int cmd_train(int argc, char **argv)
     if (t.loader)
         ds_loader_close(t.loader);
     tr_config_free(&t.cfg);
-    free(owned[0]);
-    free(owned[1]);
-    free(sets);
+    free_args(sets, owned, n_owned);
     comm_finalize(t.g, NULL, 0);
     return rc ? 1 : 0;
 }
