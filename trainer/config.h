@@ -1,7 +1,8 @@
 /* Training configuration: a JSON file, every field optional with a documented default, each
  * overridable on the command line with --set section.field=value. Unknown fields and values out
  * of range are errors naming the field, so a typo never trains silently with a default.
- * The fields and their defaults: trainer/config.c's table, and configs/README.md. */
+ * The fields, their defaults and meanings: the table in trainer/config.c, printed by
+ * `empd train --help`. */
 #ifndef EMPD_TRAINER_CONFIG_H
 #define EMPD_TRAINER_CONFIG_H
 
