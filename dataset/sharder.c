@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "dataset/manifest.h"
 #include "dataset/record.h"
@@ -255,6 +256,64 @@ static int record_skips(ds_manifest *m, const am_corpus *c, const split_result *
     return 0;
 }
 
+/* Writes the shards and, last, the manifest of a loaded corpus. */
+static int shard_corpus(const ds_sharder_opts *o, const wp_vocab *voc, const am_corpus *c, ds_sharder_summary *sum,
+                        char *err, size_t errlen)
+{
+    if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST)
+        return fail(err, errlen, DS_SHARD_EIO, "%s: cannot create: %s", o->out_dir, strerror(errno));
+    /* An old manifest would vouch for shards this run is about to replace: the folder counts as
+     * complete again only when the new manifest is published. */
+    char manifest_path[4200];
+    snprintf(manifest_path, sizeof manifest_path, "%s/%s", o->out_dir, DS_MANIFEST_FILE);
+    if (unlink(manifest_path) != 0 && errno != ENOENT)
+        return fail(err, errlen, DS_SHARD_EIO, "%s: cannot remove: %s", manifest_path, strerror(errno));
+    split_result sp;
+    int rc = split_make_seed(c, o->split_seed, &sp, err, errlen);
+    if (rc)
+        return rc;
+    ds_manifest m = {
+        .version = DS_MANIFEST_VERSION,
+        .format_version = DS_RECORD_VERSION,
+        .labels = o->labels,
+        .created_by = strdup("empd 0.1 shard"),
+        .source_data_dir = strdup(o->data_dir),
+        .source_json = strdup(sum->json_path),
+        .utt_max_tokens = o->utt_max_tokens,
+        .ctx_max_tokens = o->ctx_max_tokens,
+    };
+    snprintf(m.vocab_md5, sizeof m.vocab_md5, "%s", wp_vocab_md5(voc));
+    vocab_builder vb[N_VOCABS] = {{0}};
+    int width = o->ctx_max_tokens > o->utt_max_tokens ? o->ctx_max_tokens : o->utt_max_tokens;
+    record_maker mk = {.o = o, .voc = voc, .vb = vb, .tmp = malloc((size_t)width * sizeof(uint32_t)),
+                       .tok = malloc((size_t)width * (1 + DS_MAX_UTT) * sizeof(uint16_t))};
+    if (!mk.tmp || !mk.tok || !m.created_by || !m.source_data_dir || !m.source_json || build_vocabs(&m, vb, c, &sp) ||
+        record_skips(&m, c, &sp))
+        rc = fail(err, errlen, DS_SHARD_ENOMEM, "sharder: out of memory");
+    if (rc == 0)
+        rc = write_split(&mk, &m, "train", c, sp.train, sp.n_train, err, errlen);
+    if (rc == 0)
+        rc = write_split(&mk, &m, "val", c, sp.val, sp.n_val, err, errlen);
+    if (rc == 0)
+        rc = write_split(&mk, &m, "test", c, sp.test, sp.n_test, err, errlen);
+    if (rc == 0)
+        rc = ds_manifest_write(&m, manifest_path, err, errlen);
+    if (rc == 0) {
+        sum->n_train = sp.n_train;
+        sum->n_val = sp.n_val;
+        sum->n_test = sp.n_test;
+        sum->n_skipped = c->n_empty_turns + c->n_unknown_label + c->n_malformed +
+                         (c->n - (sp.n_train + sp.n_val + sp.n_test));
+    }
+    for (int v = 0; v < N_VOCABS; v++)
+        free(vb[v].slots);
+    free(mk.tmp);
+    free(mk.tok);
+    ds_manifest_free(&m);
+    split_free(&sp);
+    return rc;
+}
+
 int ds_sharder_run(const ds_sharder_opts *o, ds_sharder_summary *sum, char *err, size_t errlen)
 {
     memset(sum, 0, sizeof *sum);
@@ -266,71 +325,18 @@ int ds_sharder_run(const ds_sharder_opts *o, ds_sharder_summary *sum, char *err,
     int rc = find_json(o, sum->json_path, sizeof sum->json_path, err, errlen);
     if (rc)
         return rc;
-    if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST)
-        return fail(err, errlen, DS_SHARD_EIO, "%s: cannot create: %s", o->out_dir, strerror(errno));
     wp_vocab *voc = NULL;
     if ((rc = wp_vocab_load(o->vocab_path, &voc, err, errlen)))
         return rc;
-    if (wp_vocab_size(voc) > 65536) {
-        wp_vocab_free(voc);
-        return fail(err, errlen, DS_SHARD_EINVAL, "%s: %zu tokens do not fit the shards' 16-bit ids", o->vocab_path,
-                    wp_vocab_size(voc));
-    }
     am_corpus c;
-    if ((rc = am_corpus_load(sum->json_path, o->on_error, &c, err, errlen))) {
-        wp_vocab_free(voc);
-        return rc;
-    }
-    split_result sp;
-    ds_manifest m = {0};
-    vocab_builder vb[N_VOCABS] = {{0}};
-    int width = o->ctx_max_tokens > o->utt_max_tokens ? o->ctx_max_tokens : o->utt_max_tokens;
-    record_maker mk = {.o = o, .voc = voc, .vb = vb, .tmp = malloc((size_t)width * sizeof(uint32_t)),
-                       .tok = malloc((size_t)width * (1 + DS_MAX_UTT) * sizeof(uint16_t))};
-    if ((rc = split_make_seed(&c, o->split_seed, &sp, err, errlen))) {
+    if (wp_vocab_size(voc) > 65536)
+        rc = fail(err, errlen, DS_SHARD_EINVAL, "%s: %zu tokens do not fit the shards' 16-bit ids", o->vocab_path,
+                  wp_vocab_size(voc));
+    /* The output folder appears only once the input has proven readable. */
+    else if ((rc = am_corpus_load(sum->json_path, o->on_error, &c, err, errlen)) == 0) {
+        rc = shard_corpus(o, voc, &c, sum, err, errlen);
         am_corpus_free(&c);
-        wp_vocab_free(voc);
-        free(mk.tmp);
-        free(mk.tok);
-        return rc;
     }
-    m.version = DS_MANIFEST_VERSION;
-    m.format_version = DS_RECORD_VERSION;
-    m.labels = o->labels;
-    m.created_by = strdup("empd 0.1 shard");
-    m.source_data_dir = strdup(o->data_dir);
-    m.source_json = strdup(sum->json_path);
-    snprintf(m.vocab_md5, sizeof m.vocab_md5, "%s", wp_vocab_md5(voc));
-    m.utt_max_tokens = o->utt_max_tokens;
-    m.ctx_max_tokens = o->ctx_max_tokens;
-    if (!mk.tmp || !mk.tok || !m.created_by || !m.source_data_dir || !m.source_json || build_vocabs(&m, vb, &c, &sp) ||
-        record_skips(&m, &c, &sp))
-        rc = fail(err, errlen, DS_SHARD_ENOMEM, "sharder: out of memory");
-    if (rc == 0)
-        rc = write_split(&mk, &m, "train", &c, sp.train, sp.n_train, err, errlen);
-    if (rc == 0)
-        rc = write_split(&mk, &m, "val", &c, sp.val, sp.n_val, err, errlen);
-    if (rc == 0)
-        rc = write_split(&mk, &m, "test", &c, sp.test, sp.n_test, err, errlen);
-    if (rc == 0) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/%s", o->out_dir, DS_MANIFEST_FILE);
-        rc = ds_manifest_write(&m, path, err, errlen);
-    }
-    if (rc == 0) {
-        sum->n_train = sp.n_train;
-        sum->n_val = sp.n_val;
-        sum->n_test = sp.n_test;
-        sum->n_skipped = c.n_empty_turns + c.n_unknown_label + c.n_malformed +
-                         (c.n - (sp.n_train + sp.n_val + sp.n_test));
-    }
-    for (int v = 0; v < N_VOCABS; v++)
-        free(vb[v].slots);
-    ds_manifest_free(&m);
-    split_free(&sp);
-    am_corpus_free(&c);
     wp_vocab_free(voc);
-    free(mk.tmp);
-    free(mk.tok);
     return rc;
 }

@@ -678,10 +678,9 @@ int cmd_train(int argc, char **argv)
     }
     if (t.metrics)
         fclose(t.metrics);
-    if (t.flat) {
-        tr_adamw_free(&t.opt);
-        tm_model_free(&t.model);
-    }
+    tr_adamw_free(&t.opt);
+    tm_model_free(&t.model);
+    free(t.flat);
     if (t.dropout_gen)
         tc_generator_free(t.dropout_gen);
     if (t.loader)

@@ -42,6 +42,47 @@ cli)
   grep -q "no train.json" "$t/err" || fail "shard error: $(cat "$t/err")"
   [ ! -e "$t/s/manifest.json" ] || fail "a manifest was written for a failed shard run"
   ;;
+sharder)
+  # The hand-written AvaMERG sample (its README lists the expected samples), sharded with the json
+  # inside audio_v5_0/ as in the real download, read back by the independent Python reader.
+  mkdir -p "$t/data/audio_v5_0"
+  cp "$REPO/tests/dataset_text/data/train.json" "$t/data/audio_v5_0/"
+  "$EMPD" shard --data "$t/data" --out "$t/shards" --labels 32 >"$t/log"
+  grep -q "train 1, val 2, test 0" "$t/log" || fail "unexpected split: $(cat "$t/log")"
+  "$EMPD_PYTHON" "$REPO/tests/shard/read_shards.py" "$t/shards" "$t/records.json"
+  printf '%s\n' "Hard work pays off. What will she study?" "I hid under my blanket until morning." |
+    "$EMPD" tokenize --vocab "$REPO/third_party/bert-base-uncased/vocab.txt" >"$t/ids"
+  "$EMPD_PYTHON" - "$t/records.json" "$t/shards/manifest.json" "$t/ids" <<'PY'
+import json, sys
+recs = {r["conversation_id"]: r for split in json.load(open(sys.argv[1]))["splits"].values() for r in split}
+man = json.load(open(sys.argv[2]))
+ids = [list(map(int, l.split())) for l in open(sys.argv[3])]
+expected = {"00042": (0, "proud", 4), "00107": (3, "terrified", 4), "01118": (2, "furious", 2)}
+names32 = sorted(["anticipating", "caring", "confident", "content", "excited", "faithful", "grateful", "hopeful",
+                  "joyful", "prepared", "proud", "trusting", "devastated", "impressed", "surprised", "angry",
+                  "annoyed", "furious", "afraid", "apprehensive", "terrified", "anxious", "ashamed", "disappointed",
+                  "embarrassed", "guilty", "lonely", "nostalgic", "sad", "sentimental", "disgusted", "jealous"])
+assert sorted(recs) == sorted(expected), sorted(recs)
+for cid, (l7, emo, n) in expected.items():
+    r = recs[cid]
+    assert (r["label7"], r["label32"], len(r["utts"])) == (l7, names32.index(emo), n), (cid, r["label7"], r["label32"])
+    assert [u["role"] for u in r["utts"]] == [0, 1] * (n // 2 - 1) + [0, 2], (cid, r["utts"])
+    assert [u["index"] for u in r["utts"]] == list(range(n)), cid
+    assert all(u["presence"] == 0 for u in r["utts"]), "media were not sharded yet"
+assert recs["00042"]["utts"][3]["tokens"] == ids[0], (recs["00042"]["utts"][3]["tokens"], ids[0])
+assert recs["00107"]["utts"][2]["tokens"] == ids[1]
+assert [u["avatar"] for u in recs["00042"]["utts"]] == [17, 63, 17, 63]
+assert man["labels"] == 32
+# Vocabularies come from the training split only: the one training conversation's topic has id 1,
+# the validation ones' unseen topics map to 0 (unknown), and a missing topic is 0 too.
+train_cid = man["splits"]["train"]["conversation_ids"][0]
+topics = man["vocabularies"]["topic"]
+assert len(topics) == (1 if train_cid == "01118" else 2), topics
+for cid, r in recs.items():
+    assert r["meta"][8] == (1 if cid == train_cid and cid != "01118" else 0), (cid, r["meta"])
+print("sharder: 3 samples, labels, roles, avatars, tokens and train-only vocabularies as expected")
+PY
+  ;;
 replicas)
   mpi 2 "$EMPD" train "${common[@]}" --out "$t/run" --max-steps 30 --save-all-ranks
   "$EMPD_PYTHON" "$here/compare.py" "$t/run/model-rank0.safetensors" "$t/run/model-rank1.safetensors" exact
