@@ -393,13 +393,20 @@ static int parse_state(const char *path, tr_ckpt_state *st, char *err, size_t er
     return 0;
 }
 
-int tr_ckpt_load(const char *dir, tr_ckpt_state *st, mp_params *ps, tr_adamw *o, char *err, size_t errlen)
+int tr_ckpt_load(const char *dir, const char *model_hash, tr_ckpt_state *st, mp_params *ps, tr_adamw *o, char *err,
+                 size_t errlen)
 {
     char p[4200];
     memset(st, 0, sizeof *st);
     snprintf(p, sizeof p, "%s/state.json", dir);
     if (parse_state(p, st, err, errlen) != 0)
         return -1;
+    if (model_hash && strcmp(model_hash, st->model_hash)) {
+        fail(err, errlen, "%s was trained with another model configuration (model hash %s, this config's %s)", dir,
+             st->model_hash, model_hash);
+        tr_ckpt_state_free(st);
+        return -1;
+    }
     const char **names = calloc((size_t)ps->n * 2 + 1, sizeof *names);
     char **owned = calloc((size_t)ps->n * 2 + 1, sizeof *owned);
     tc_tensor **dst = calloc((size_t)ps->n * 2 + 1, sizeof *dst);

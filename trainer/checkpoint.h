@@ -31,9 +31,11 @@ int tr_ckpt_save(const char *run_dir, const tr_ckpt_state *st, const mp_params *
                  const char *config_json, int keep_last, char *err, size_t errlen);
 /* The newest complete checkpoint folder of run_dir into out: 1 found, 0 none, -1 error. */
 int tr_ckpt_find_latest(const char *run_dir, char *out, size_t outlen, char *err, size_t errlen);
-/* Loads dir into the parameters, the moments and st (every rank may call it). A missing,
- * extra or misshapen tensor is an error naming it. */
-int tr_ckpt_load(const char *dir, tr_ckpt_state *st, mp_params *ps, tr_adamw *o, char *err, size_t errlen);
+/* Loads dir into the parameters, the moments and st (every rank may call it). A checkpoint of
+ * another model (model_hash differs; NULL skips the check), a missing, extra or misshapen tensor
+ * is an error naming it; nothing is loaded past the first error. */
+int tr_ckpt_load(const char *dir, const char *model_hash, tr_ckpt_state *st, mp_params *ps, tr_adamw *o, char *err,
+                 size_t errlen);
 void tr_ckpt_state_free(tr_ckpt_state *st);
 
 /* Writes data to path atomically (temp, fsync, rename, directory fsync). */

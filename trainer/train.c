@@ -25,6 +25,7 @@
 #include "trainer/config.h"
 #include "trainer/metrics.h"
 #include "trainer/optim.h"
+#include "trainer/progress.h"
 
 typedef struct {
     tr_config cfg;
@@ -39,13 +40,15 @@ typedef struct {
     size_t flat_n;
     FILE *metrics;      /* rank 0 */
     int quiet, save_all_ranks;
+    tr_progress bar;    /* training steps, on rank 0's terminal */
     char err[1024];
 } trainer;
 
-static void say(const trainer *t, const char *fmt, ...)
+static void say(trainer *t, const char *fmt, ...)
 {
     if (t->rank != 0 || t->quiet)
         return;
+    tr_progress_clear(&t->bar);
     va_list ap;
     va_start(ap, fmt);
     vprintf(fmt, ap);
@@ -208,6 +211,8 @@ static int train_step(trainer *t, ds_batch *b, int64_t step, double *loss)
     return t->world > 1 ? comm_allreduce(t->g, loss, 1, COMM_F64, COMM_AVG, t->err, sizeof t->err) : 0;
 }
 
+static int show_progress(const trainer *t) { return t->rank == 0 && !t->quiet && tr_progress_tty(); }
+
 /* Evaluates a split: every rank predicts its slices, the confusion matrix and loss are summed. */
 static int evaluate(trainer *t, const char *split, tr_metrics *m, double *mean_loss)
 {
@@ -230,7 +235,10 @@ static int evaluate(trainer *t, const char *split, tr_metrics *m, double *mean_l
     int rc = (!idx || !logits || ds_batch_alloc(&b, (int)bs, DS_MAX_UTT, (int)t->cfg.model.utt_tokens, 2, t->err, sizeof t->err))
                  ? (snprintf(t->err, sizeof t->err, "evaluate: out of memory"), -1)
                  : 0;
-    size_t real;
+    size_t real, done = 0;
+    tr_progress bar;
+    tr_progress_clear(&t->bar);
+    tr_progress_begin(&bar, show_progress(t), split, "samples", 0, (int64_t)n);
     while (rc == 0 && ds_sampler_next(&s, idx, &real) == DS_SAMPLER_OK) {
         if (ds_loader_fill(t->loader, split, idx, (int)bs, &b, t->err, sizeof t->err)) {
             rc = -1;
@@ -264,7 +272,10 @@ static int evaluate(trainer *t, const char *split, tr_metrics *m, double *mean_l
             sums[0] += mx + log(lse) - z[y[i]];
             sums[1] += 1;
         }
+        done += real * (size_t)t->world;
+        tr_progress_update(&bar, (int64_t)(done < n ? done : n), NULL);
     }
+    tr_progress_end(&bar);
     if (rc == 0 && t->world > 1)
         rc = comm_allreduce(t->g, conf, (size_t)nc * (size_t)nc, COMM_I64, COMM_SUM, t->err, sizeof t->err) ||
              comm_allreduce(t->g, sums, 2, COMM_F64, COMM_SUM, t->err, sizeof t->err);
@@ -390,14 +401,9 @@ static int resume(trainer *t, const char *how, ds_sampler *s, int64_t *step, dou
         }
     }
     tr_ckpt_state st;
-    if (tr_ckpt_load(dir, &st, &t->model.params, &t->opt, t->err, sizeof t->err))
+    if (tr_ckpt_load(dir, t->cfg.model_hash, &st, &t->model.params, &t->opt, t->err, sizeof t->err))
         return -1;
     int rc = 0;
-    if (strcmp(st.model_hash, t->cfg.model_hash)) {
-        snprintf(t->err, sizeof t->err, "resume: %s was trained with another model configuration (hash %s, now %s)",
-                 dir, st.model_hash, t->cfg.model_hash);
-        rc = -1;
-    }
     ds_sampler_position pos = {st.sampler_epoch, st.sampler_consumed};
     if (rc == 0 && st.sampler_epoch != s->epoch)
         ds_sampler_set_epoch(s, st.sampler_epoch);
@@ -498,6 +504,7 @@ static int train_loop(trainer *t, const char *resume_how)
     }
     double t0 = now_s(), loss_sum = 0;
     int64_t logged_at = step;
+    tr_progress_begin(&t->bar, show_progress(t), "train", "steps", step, c->train.max_steps);
     while (rc == 0 && step < c->train.max_steps) {
         if (ds_sampler_next(&s, idx, NULL) == DS_SAMPLER_EPOCH_END) {
             ds_sampler_set_epoch(&s, s.epoch + 1);
@@ -511,6 +518,9 @@ static int train_loop(trainer *t, const char *resume_how)
             break;
         step++;
         loss_sum += loss;
+        char status[64];
+        snprintf(status, sizeof status, "epoch %llu  loss %.4f", (unsigned long long)s.epoch, loss);
+        tr_progress_update(&t->bar, step, status);
         if (t->metrics) {
             fprintf(t->metrics, "{\"event\":\"train\",\"step\":%lld,\"epoch\":%llu,\"loss\":%.17g,\"lr\":%.17g}\n",
                     (long long)step, (unsigned long long)s.epoch, loss, tr_lr_at(c, step));
@@ -540,6 +550,7 @@ static int train_loop(trainer *t, const char *resume_how)
         if ((c->train.checkpoint_every && step % c->train.checkpoint_every == 0) || last)
             rc = check_replicas(t) || save_checkpoint(t, step, &s, best_acc, best_step);
     }
+    tr_progress_end(&t->bar);
     if (rc == 0 && step >= c->train.max_steps)
         rc = export_final(t);
     if (rc == 0)
