@@ -90,6 +90,14 @@ static int parse_entry(const cJSON *e, size_t data_size, const char *path, st_te
     return 0;
 }
 
+static int by_offset(const void *a, const void *b)
+{
+    const st_tensor *x = a, *y = b;
+    if (x->data != y->data)
+        return (uintptr_t)x->data < (uintptr_t)y->data ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
 int st_open(const char *path, st_file **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -145,8 +153,9 @@ int st_open(const char *path, st_file **out, char *err, size_t errlen)
         if (!strcmp(e->string, "__metadata__"))
             continue;
         if (!cJSON_IsObject(e)) {
+            fail(err, errlen, "%s: entry '%s' is not an object", path, e->string);
             st_close(f);
-            return fail(err, errlen, "%s: entry '%s' is not an object", path, e->string);
+            return -1;
         }
         st_tensor *t = &f->v[f->n];
         if (parse_entry(e, data_size, path, t, err, errlen) != 0) {
@@ -156,6 +165,8 @@ int st_open(const char *path, st_file **out, char *err, size_t errlen)
         t->data = p + data_off + (uintptr_t)t->data;
         f->n++;
     }
+    /* The header is a JSON object, whose order need not be the data's: keep the file's order. */
+    qsort(f->v, f->n, sizeof *f->v, by_offset);
     *out = f;
     return 0;
 }

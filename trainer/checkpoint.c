@@ -125,14 +125,22 @@ static char *state_json(const tr_ckpt_state *st, const char *config_json)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "version", 1);
-    cJSON_AddNumberToObject(j, "step", (double)st->step);
+    /* Numbers are written in full (cJSON's printer may drop a double's last bit, and a resumed
+     * run must compare against exactly what the uninterrupted one held). */
+    char num[64];
+    snprintf(num, sizeof num, "%lld", (long long)st->step);
+    cJSON_AddRawToObject(j, "step", num);
     cJSON *s = cJSON_AddObjectToObject(j, "sampler");
-    cJSON_AddNumberToObject(s, "epoch", (double)st->sampler_epoch);
-    cJSON_AddNumberToObject(s, "consumed", (double)st->sampler_consumed);
+    snprintf(num, sizeof num, "%llu", (unsigned long long)st->sampler_epoch);
+    cJSON_AddRawToObject(s, "epoch", num);
+    snprintf(num, sizeof num, "%llu", (unsigned long long)st->sampler_consumed);
+    cJSON_AddRawToObject(s, "consumed", num);
     cJSON_AddNumberToObject(j, "world_size", st->world_size);
     cJSON_AddStringToObject(j, "model_hash", st->model_hash);
-    cJSON_AddNumberToObject(j, "best_val_acc", st->best_val_acc);
-    cJSON_AddNumberToObject(j, "best_step", (double)st->best_step);
+    snprintf(num, sizeof num, "%.17g", st->best_val_acc); /* 17 digits: always reads back exactly */
+    cJSON_AddRawToObject(j, "best_val_acc", num);
+    snprintf(num, sizeof num, "%lld", (long long)st->best_step);
+    cJSON_AddRawToObject(j, "best_step", num);
     cJSON *rng = cJSON_AddArrayToObject(j, "rng");
     for (int i = 0; i < st->n_rng; i++)
         cJSON_AddItemToArray(rng, cJSON_CreateString(st->rng_hex[i]));
@@ -330,10 +338,16 @@ static int load_file(const char *path, int n, const char *const *names, tc_tenso
     if (st_open(path, &f, err, errlen) != 0)
         return -1;
     int rc = 0;
-    if ((int)st_count(f) != n)
-        rc = fail(err, errlen, "%s: %zu tensors where the model has %d", path, st_count(f), n);
     for (int i = 0; rc == 0 && i < n; i++)
         rc = load_tensor(f, path, names[i], dst[i], err, errlen);
+    /* Every model tensor was found, so a count above the model's means an unexpected one: name it. */
+    for (size_t k = 0; rc == 0 && st_count(f) > (size_t)n && k < st_count(f); k++) {
+        int known = 0;
+        for (int i = 0; !known && i < n; i++)
+            known = !strcmp(st_at(f, k)->name, names[i]);
+        if (!known)
+            rc = fail(err, errlen, "%s: tensor '%s' is not part of the model", path, st_at(f, k)->name);
+    }
     st_close(f);
     return rc;
 }
@@ -370,7 +384,9 @@ static int parse_state(const char *path, tr_ckpt_state *st, char *err, size_t er
                       : !cJSON_IsNumber(co) ? "sampler.consumed"
                       : !cJSON_IsNumber(ws) ? "world_size"
                       : !cJSON_IsString(mh) ? "model_hash"
-                      : !cJSON_IsArray(rng) ? "rng" : NULL;
+                      : !cJSON_IsArray(rng) ? "rng"
+                      : step->valuedouble < 0 || ep->valuedouble < 0 || co->valuedouble < 0 ? "step or sampler (negative)"
+                      : ws->valueint < 1 ? "world_size" : NULL;
     if (bad) {
         cJSON_Delete(j);
         return fail(err, errlen, "%s: field '%s' missing or of the wrong type", path, bad);

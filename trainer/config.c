@@ -175,10 +175,10 @@ static int read_fields(cJSON *root, tr_config *c, const char *src, char *err, si
             char leaf[256];
             cJSON_AddNumberToObject(parent_of(root, f->key, leaf, sizeof leaf), leaf, x);
         }
+        if (!(x >= f->lo && x <= f->hi))
+            return fail(err, errlen, "%s: %s = %g is outside [%g, %g]", src, f->key, x, f->lo, f->hi);
         if (f->kind == K_INT && x != (double)(int64_t)x)
             return fail(err, errlen, "%s: %s must be an integer, got %g", src, f->key, x);
-        if (x < f->lo || x > f->hi)
-            return fail(err, errlen, "%s: %s = %g is outside [%g, %g]", src, f->key, x, f->lo, f->hi);
         if (f->kind == K_INT)
             *(int64_t *)dst = (int64_t)x;
         else
@@ -190,9 +190,33 @@ static int read_fields(cJSON *root, tr_config *c, const char *src, char *err, si
     if (c->model.utt_tokens > c->model.max_position)
         return fail(err, errlen, "%s: model.utt_tokens (%lld) exceeds model.max_position (%lld)", src,
                     (long long)c->model.utt_tokens, (long long)c->model.max_position);
+    if (c->train.decay_steps && c->train.decay_steps <= c->train.warmup_steps)
+        return fail(err, errlen, "%s: train.decay_steps (%lld) must exceed train.warmup_steps (%lld), or be 0", src,
+                    (long long)c->train.decay_steps, (long long)c->train.warmup_steps);
     if (c->model.num_classes != 0 && c->model.num_classes != 7 && c->model.num_classes != 32)
         return fail(err, errlen, "%s: model.num_classes must be 0, 7 or 32", src);
     return 0;
+}
+
+/* Numbers in full: cJSON's printer may drop a double's last bit, and the saved configuration must
+ * reload to the values that trained. */
+static void exact_numbers(cJSON *o)
+{
+    for (cJSON *c = o->child, *next; c; c = next) {
+        next = c->next;
+        if (cJSON_IsObject(c)) {
+            exact_numbers(c);
+        } else if (cJSON_IsNumber(c)) {
+            /* The shortest text that reads back as the same double. */
+            char num[64];
+            for (int digits = 15; digits <= 17; digits++) {
+                snprintf(num, sizeof num, "%.*g", digits, c->valuedouble);
+                if (strtod(num, NULL) == c->valuedouble)
+                    break;
+            }
+            cJSON_ReplaceItemInObjectCaseSensitive(o, c->string, cJSON_CreateRaw(num));
+        }
+    }
 }
 
 static void hash_model(const cJSON *root, char out[17])
@@ -275,6 +299,7 @@ int tr_config_load(const char *path, char *const *sets, int n_sets, tr_config *o
         rc = read_fields(root, out, src, err, errlen);
     if (rc == 0) {
         sort_keys(root);
+        exact_numbers(root);
         hash_model(root, out->model_hash);
         out->json = cJSON_PrintUnformatted(root);
     }

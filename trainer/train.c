@@ -591,8 +591,16 @@ static int setup(trainer *t, const char *config, char **sets, int n_sets)
     tc_set_num_threads(t->cfg.train.threads ? (int)t->cfg.train.threads : default_threads(t));
     if (ds_loader_open(t->cfg.data.shards, &t->loader, t->err, sizeof t->err))
         return -1;
-    if (t->cfg.model.num_classes == 0)
-        t->cfg.model.num_classes = ds_loader_manifest(t->loader)->labels;
+    if (t->cfg.model.num_classes == 0) {
+        /* Resolved into the configuration itself, so config.json and the model hash hold the
+         * label space that trains; sets has room for this one more entry. */
+        char labels[64];
+        snprintf(labels, sizeof labels, "model.num_classes=%d", ds_loader_manifest(t->loader)->labels);
+        sets[n_sets++] = labels;
+        tr_config_free(&t->cfg);
+        if (tr_config_load(config, sets, n_sets, &t->cfg, t->err, sizeof t->err))
+            return -1;
+    }
     if (ds_loader_count(t->loader, "train") == 0) {
         snprintf(t->err, sizeof t->err, "%s: the train split is empty", t->cfg.data.shards);
         return -1;
@@ -640,7 +648,7 @@ int cmd_train(int argc, char **argv)
     trainer t = {.out = "runs/train"};
     const char *config = NULL, *resume_how = NULL;
     /* --shards and --max-steps become --set entries; a later one wins, as with --set. */
-    char **sets = calloc((size_t)argc + 1, sizeof *sets), **owned = calloc((size_t)argc + 1, sizeof *owned);
+    char **sets = calloc((size_t)argc + 2, sizeof *sets), **owned = calloc((size_t)argc + 1, sizeof *owned);
     int n_sets = 0, n_owned = 0, o;
     optind = 1;
     while (sets && owned && (o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
