@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dataset/crc32.h"
 #include "models/safetensors.h"
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -108,6 +109,32 @@ static int write_tensors(const char *path, tc_tensor *const *ts, const char *con
     return rc;
 }
 
+/* Size and CRC32 of a file's bytes. */
+static int crc_file(const char *path, uint32_t *crc, int64_t *bytes, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    static unsigned char buf[1 << 16];
+    size_t got;
+    *crc = 0;
+    *bytes = 0;
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+        *crc = ds_crc32(*crc, buf, got);
+        *bytes += (int64_t)got;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    return bad ? fail(err, errlen, "%s: read error", path) : 0;
+}
+
+static const char *const tensor_files[2] = {"model.safetensors", "optim.safetensors"};
+
+typedef struct {
+    uint32_t crc;
+    int64_t bytes;
+} file_sum;
+
 /* The checkpoint names of a parameter's two AdamW moments. */
 static int moment_names(const char *param, char **avg, char **avg_sq)
 {
@@ -121,7 +148,7 @@ static int moment_names(const char *param, char **avg, char **avg_sq)
     return 0;
 }
 
-static char *state_json(const tr_ckpt_state *st, const char *config_json)
+static char *state_json(const tr_ckpt_state *st, const file_sum sums[2], const char *config_json)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "version", 1);
@@ -136,7 +163,20 @@ static char *state_json(const tr_ckpt_state *st, const char *config_json)
     snprintf(num, sizeof num, "%llu", (unsigned long long)st->sampler_consumed);
     cJSON_AddRawToObject(s, "consumed", num);
     cJSON_AddNumberToObject(j, "world_size", st->world_size);
+    cJSON_AddNumberToObject(j, "threads", st->threads);
     cJSON_AddStringToObject(j, "model_hash", st->model_hash);
+    cJSON *data = cJSON_AddObjectToObject(j, "data");
+    snprintf(num, sizeof num, "%lld", (long long)st->train_samples);
+    cJSON_AddRawToObject(data, "train_samples", num);
+    cJSON_AddStringToObject(data, "vocab_md5", st->vocab_md5);
+    cJSON *files = cJSON_AddObjectToObject(j, "files");
+    for (int i = 0; i < 2; i++) {
+        cJSON *f = cJSON_AddObjectToObject(files, tensor_files[i]);
+        snprintf(num, sizeof num, "%lld", (long long)sums[i].bytes);
+        cJSON_AddRawToObject(f, "bytes", num);
+        snprintf(num, sizeof num, "%08x", (unsigned)sums[i].crc);
+        cJSON_AddStringToObject(f, "crc32", num);
+    }
     snprintf(num, sizeof num, "%.17g", st->best_val_acc); /* 17 digits: always reads back exactly */
     cJSON_AddRawToObject(j, "best_val_acc", num);
     snprintf(num, sizeof num, "%lld", (long long)st->best_step);
@@ -179,6 +219,13 @@ static int is_complete(const char *ckdir, const char *name)
 
 static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+static void free_names(char **names, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
 /* Complete checkpoint folder names of ckdir, sorted oldest first; incomplete ones are removed when
  * sweep is set (an interrupted save). */
 static int list_checkpoints(const char *ckdir, char ***names, int sweep)
@@ -193,11 +240,19 @@ static int list_checkpoints(const char *ckdir, char ***names, int sweep)
         if (strncmp(e->d_name, "step-", 5))
             continue;
         if (!strstr(e->d_name, ".tmp") && is_complete(ckdir, e->d_name)) {
-            if (n == cap) {
-                cap = cap ? 2 * cap : 16;
-                *names = realloc(*names, (size_t)cap * sizeof **names);
+            char **grown = n == cap ? realloc(*names, (size_t)(cap = cap ? 2 * cap : 16) * sizeof **names) : *names;
+            char *name = grown ? strdup(e->d_name) : NULL;
+            if (!name) {
+                if (grown)
+                    *names = grown;
+                closedir(d);
+                free_names(*names, n);
+                *names = NULL;
+                errno = ENOMEM;
+                return -1;
             }
-            (*names)[n++] = strdup(e->d_name);
+            *names = grown;
+            (*names)[n++] = name;
         } else if (sweep) {
             char p[4200];
             snprintf(p, sizeof p, "%s/%s", ckdir, e->d_name);
@@ -208,13 +263,6 @@ static int list_checkpoints(const char *ckdir, char ***names, int sweep)
     if (n)
         qsort(*names, (size_t)n, sizeof **names, cmp_names);
     return n;
-}
-
-static void free_names(char **names, int n)
-{
-    for (int i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
 }
 
 int tr_ckpt_save(const char *run_dir, const tr_ckpt_state *st, const mp_params *ps, const tr_adamw *o,
@@ -264,8 +312,13 @@ int tr_ckpt_save(const char *run_dir, const tr_ckpt_state *st, const mp_params *
     free(names);
     free(ts);
 
+    file_sum sums[2];
+    for (int i = 0; rc == 0 && i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", tmp, tensor_files[i]);
+        rc = crc_file(p, &sums[i].crc, &sums[i].bytes, err, errlen);
+    }
     if (rc == 0) {
-        char *text = state_json(st, config_json);
+        char *text = state_json(st, sums, config_json);
         snprintf(p, sizeof p, "%s/state.json", tmp);
         rc = text ? tr_write_file_atomic(p, text, strlen(text), err, errlen)
                   : fail(err, errlen, "checkpoint: out of memory");
@@ -352,60 +405,126 @@ static int load_file(const char *path, int n, const char *const *names, tc_tenso
     return rc;
 }
 
-static int parse_state(const char *path, tr_ckpt_state *st, char *err, size_t errlen)
+static char *read_text(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
     char *text = NULL;
-    size_t len = 0, cap = 0, got;
+    size_t cap = 0, got;
     char buf[65536];
+    *len = 0;
     while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
-        if (len + got + 1 > cap) {
-            cap = (len + got + 1) * 2;
-            text = realloc(text, cap);
+        if (*len + got + 1 > cap) {
+            char *grown = realloc(text, cap = (*len + got + 1) * 2);
+            if (!grown) {
+                free(text);
+                fclose(f);
+                return NULL;
+            }
+            text = grown;
         }
-        memcpy(text + len, buf, got);
-        len += got;
+        memcpy(text + *len, buf, got);
+        *len += got;
     }
     fclose(f);
-    cJSON *j = text ? cJSON_ParseWithLength(text, len) : NULL;
+    return text ? text : calloc(1, 1);
+}
+
+static int is_count(const cJSON *v) { return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 9007199254740992.0 && v->valuedouble == (double)(int64_t)v->valuedouble; }
+
+/* The first missing or malformed field of a state.json, NULL when all are well formed. */
+static const char *state_problem(const cJSON *j)
+{
+    const cJSON *sam = cJSON_GetObjectItem(j, "sampler"), *data = cJSON_GetObjectItem(j, "data");
+    const cJSON *files = cJSON_GetObjectItem(j, "files"), *rng = cJSON_GetObjectItem(j, "rng");
+    const cJSON *ws = cJSON_GetObjectItem(j, "world_size"), *md5 = cJSON_GetObjectItem(data, "vocab_md5");
+    if (!is_count(cJSON_GetObjectItem(j, "step")))
+        return "step";
+    if (!is_count(cJSON_GetObjectItem(sam, "epoch")) || !is_count(cJSON_GetObjectItem(sam, "consumed")))
+        return "sampler";
+    if (!is_count(ws) || ws->valueint < 1)
+        return "world_size";
+    if (!is_count(cJSON_GetObjectItem(j, "threads")))
+        return "threads";
+    if (!cJSON_IsString(cJSON_GetObjectItem(j, "model_hash")))
+        return "model_hash";
+    if (!is_count(cJSON_GetObjectItem(data, "train_samples")) || !cJSON_IsString(md5) || strlen(md5->valuestring) > 32)
+        return "data";
+    for (int i = 0; i < 2; i++) {
+        const cJSON *f = cJSON_GetObjectItem(files, tensor_files[i]), *crc = cJSON_GetObjectItem(f, "crc32");
+        if (!is_count(cJSON_GetObjectItem(f, "bytes")) || !cJSON_IsString(crc) || strlen(crc->valuestring) != 8)
+            return "files";
+    }
+    if (!cJSON_IsArray(rng) || cJSON_GetArraySize(rng) != ws->valueint)
+        return "rng (one generator state per rank)";
+    const cJSON *r;
+    cJSON_ArrayForEach(r, rng) if (!cJSON_IsString(r)) return "rng (one generator state per rank)";
+    const cJSON *b = cJSON_GetObjectItem(j, "best_val_acc");
+    if (!cJSON_IsNumber(b) || !is_count(cJSON_GetObjectItem(j, "best_step")))
+        return "best_val_acc";
+    return NULL;
+}
+
+static int parse_state(const char *path, tr_ckpt_state *st, file_sum sums[2], char *err, size_t errlen)
+{
+    size_t len;
+    char *text = read_text(path, &len);
+    if (!text)
+        return fail(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+    cJSON *j = cJSON_ParseWithLength(text, len);
     free(text);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         return fail(err, errlen, "%s: malformed JSON", path);
     }
-    const cJSON *step = cJSON_GetObjectItem(j, "step"), *sam = cJSON_GetObjectItem(j, "sampler");
-    const cJSON *ep = cJSON_GetObjectItem(sam, "epoch"), *co = cJSON_GetObjectItem(sam, "consumed");
-    const cJSON *ws = cJSON_GetObjectItem(j, "world_size"), *mh = cJSON_GetObjectItem(j, "model_hash");
-    const cJSON *rng = cJSON_GetObjectItem(j, "rng");
-    const char *bad = !cJSON_IsNumber(step) ? "step"
-                      : !cJSON_IsNumber(ep) ? "sampler.epoch"
-                      : !cJSON_IsNumber(co) ? "sampler.consumed"
-                      : !cJSON_IsNumber(ws) ? "world_size"
-                      : !cJSON_IsString(mh) ? "model_hash"
-                      : !cJSON_IsArray(rng) ? "rng"
-                      : step->valuedouble < 0 || ep->valuedouble < 0 || co->valuedouble < 0 ? "step or sampler (negative)"
-                      : ws->valueint < 1 ? "world_size" : NULL;
+    const char *bad = state_problem(j);
     if (bad) {
         cJSON_Delete(j);
-        return fail(err, errlen, "%s: field '%s' missing or of the wrong type", path, bad);
+        return fail(err, errlen, "%s: field '%s' is missing or malformed", path, bad);
     }
-    st->step = (int64_t)step->valuedouble;
-    st->sampler_epoch = (uint64_t)ep->valuedouble;
-    st->sampler_consumed = (uint64_t)co->valuedouble;
-    st->world_size = ws->valueint;
-    snprintf(st->model_hash, sizeof st->model_hash, "%s", mh->valuestring);
-    const cJSON *b = cJSON_GetObjectItem(j, "best_val_acc"), *bs = cJSON_GetObjectItem(j, "best_step");
-    st->best_val_acc = cJSON_IsNumber(b) ? b->valuedouble : 0;
-    st->best_step = cJSON_IsNumber(bs) ? (int64_t)bs->valuedouble : 0;
+    const cJSON *sam = cJSON_GetObjectItem(j, "sampler"), *data = cJSON_GetObjectItem(j, "data");
+    const cJSON *rng = cJSON_GetObjectItem(j, "rng");
+    st->step = (int64_t)cJSON_GetObjectItem(j, "step")->valuedouble;
+    st->sampler_epoch = (uint64_t)cJSON_GetObjectItem(sam, "epoch")->valuedouble;
+    st->sampler_consumed = (uint64_t)cJSON_GetObjectItem(sam, "consumed")->valuedouble;
+    st->world_size = cJSON_GetObjectItem(j, "world_size")->valueint;
+    st->threads = cJSON_GetObjectItem(j, "threads")->valueint;
+    snprintf(st->model_hash, sizeof st->model_hash, "%s", cJSON_GetObjectItem(j, "model_hash")->valuestring);
+    st->train_samples = (int64_t)cJSON_GetObjectItem(data, "train_samples")->valuedouble;
+    snprintf(st->vocab_md5, sizeof st->vocab_md5, "%s", cJSON_GetObjectItem(data, "vocab_md5")->valuestring);
+    for (int i = 0; i < 2; i++) {
+        const cJSON *f = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "files"), tensor_files[i]);
+        sums[i].bytes = (int64_t)cJSON_GetObjectItem(f, "bytes")->valuedouble;
+        sums[i].crc = (uint32_t)strtoul(cJSON_GetObjectItem(f, "crc32")->valuestring, NULL, 16);
+    }
+    st->best_val_acc = cJSON_GetObjectItem(j, "best_val_acc")->valuedouble;
+    st->best_step = (int64_t)cJSON_GetObjectItem(j, "best_step")->valuedouble;
     st->n_rng = cJSON_GetArraySize(rng);
     st->rng_hex = calloc((size_t)st->n_rng + 1, sizeof *st->rng_hex);
-    for (int i = 0; i < st->n_rng; i++) {
-        const cJSON *r = cJSON_GetArrayItem(rng, i);
-        st->rng_hex[i] = strdup(cJSON_IsString(r) ? r->valuestring : "");
-    }
+    int rc = st->rng_hex ? 0 : fail(err, errlen, "%s: out of memory", path);
+    for (int i = 0; rc == 0 && i < st->n_rng; i++)
+        if (!(st->rng_hex[i] = strdup(cJSON_GetArrayItem(rng, i)->valuestring)))
+            rc = fail(err, errlen, "%s: out of memory", path);
     cJSON_Delete(j);
+    if (rc)
+        tr_ckpt_state_free(st);
+    return rc;
+}
+
+/* A damaged tensor file is refused before any of it is loaded. */
+static int verify_files(const char *dir, const file_sum sums[2], char *err, size_t errlen)
+{
+    char p[4200];
+    for (int i = 0; i < 2; i++) {
+        file_sum got;
+        snprintf(p, sizeof p, "%s/%s", dir, tensor_files[i]);
+        if (crc_file(p, &got.crc, &got.bytes, err, errlen))
+            return -1;
+        if (got.bytes != sums[i].bytes || got.crc != sums[i].crc)
+            return fail(err, errlen, "%s: damaged (%lld bytes, crc32 %08x; state.json says %lld bytes, crc32 %08x)", p,
+                        (long long)got.bytes, (unsigned)got.crc, (long long)sums[i].bytes, (unsigned)sums[i].crc);
+    }
     return 0;
 }
 
@@ -413,20 +532,22 @@ int tr_ckpt_load(const char *dir, const char *model_hash, tr_ckpt_state *st, mp_
                  size_t errlen)
 {
     char p[4200];
+    file_sum sums[2];
     memset(st, 0, sizeof *st);
     snprintf(p, sizeof p, "%s/state.json", dir);
-    if (parse_state(p, st, err, errlen) != 0)
+    if (parse_state(p, st, sums, err, errlen) != 0)
         return -1;
-    if (model_hash && strcmp(model_hash, st->model_hash)) {
-        fail(err, errlen, "%s was trained with another model configuration (model hash %s, this config's %s)", dir,
-             st->model_hash, model_hash);
-        tr_ckpt_state_free(st);
-        return -1;
-    }
+    int rc = 0;
+    if (model_hash && strcmp(model_hash, st->model_hash))
+        rc = fail(err, errlen, "%s was trained with another model configuration (model hash %s, this config's %s)", dir,
+                  st->model_hash, model_hash);
+    if (rc == 0)
+        rc = verify_files(dir, sums, err, errlen);
     const char **names = calloc((size_t)ps->n * 2 + 1, sizeof *names);
     char **owned = calloc((size_t)ps->n * 2 + 1, sizeof *owned);
     tc_tensor **dst = calloc((size_t)ps->n * 2 + 1, sizeof *dst);
-    int rc = (!names || !owned || !dst) ? fail(err, errlen, "checkpoint: out of memory") : 0;
+    if (rc == 0 && (!names || !owned || !dst))
+        rc = fail(err, errlen, "checkpoint: out of memory");
     for (int i = 0; rc == 0 && i < ps->n; i++) {
         names[i] = ps->v[i].name;
         dst[i] = ps->v[i].t;

@@ -1,11 +1,13 @@
 /* Checkpoints: RUNDIR/checkpoints/step-NNNNNNNN/ holding
  *   model.safetensors   parameters by name (HF names for the encoder)
  *   optim.safetensors   AdamW moments ("exp_avg.<name>", "exp_avg_sq.<name>")
- *   state.json          step, sampler position, world size, model hash, per-rank RNG states, config
+ *   state.json          step, sampler position, world size, model hash, data identity, per-rank RNG
+ *                       states, config, and the size and CRC32 of both tensor files
  *   COMPLETE            the marker: a checkpoint counts only once it exists
  * The folder is written as step-NNNNNNNN.tmp, every file fsync'd, renamed into place, the parent
  * fsync'd, then the marker is written the same way. A crash at any point leaves either a complete
- * checkpoint or one without marker, which resume ignores and the next save removes. */
+ * checkpoint or one without marker, which resume ignores and the next save removes. Loading
+ * checks each tensor file's size and CRC32 first, so a damaged checkpoint is refused by name. */
 #ifndef EMPD_TRAINER_CHECKPOINT_H
 #define EMPD_TRAINER_CHECKPOINT_H
 
@@ -19,7 +21,10 @@ typedef struct {
     int64_t step;                 /* optimizer steps done */
     uint64_t sampler_epoch, sampler_consumed;
     int world_size;
+    int threads;                  /* torch threads per rank: bit-exact resume needs the same */
     char model_hash[17];
+    int64_t train_samples;        /* the data trained on: a resume on other shards is refused */
+    char vocab_md5[33];
     int n_rng;                    /* one dropout generator state per rank */
     char **rng_hex;
     double best_val_acc;

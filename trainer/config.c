@@ -1,6 +1,7 @@
 #include "trainer/config.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@ static const struct field {
     I("model.max_position", model.max_position, 64, 2, 1e5, "position embeddings (>= utt_tokens)"),
     I("model.utt_tokens", model.utt_tokens, 32, 2, 1e5, "tokens read per utterance ([CLS] .. [SEP])"),
     I("model.meta_dim", model.meta_dim, 8, 1, 4096, "embedding width per metadata field"),
+    I("model.avatar_ids", model.avatar_ids, 100, 1, 32768, "avatar ID embedding rows (the seed's 100); larger IDs read as unknown"),
     I("model.num_classes", model.num_classes, 0, 0, 32, "7 (the authors' classes), 32 (raw emotions), 0: the shards' labels"),
     R("model.dropout", model.dropout, 0.1, 0, 0.99, "dropout probability"),
     R("model.init_std", model.init_std, 0.02, 0, 10, "std of the normal initialisation"),
@@ -92,6 +94,14 @@ static cJSON *parent_of(cJSON *root, const char *key, char *leaf, size_t leaflen
     return o;
 }
 
+static const struct field *find_field(const char *key)
+{
+    for (size_t i = 0; i < N_FIELDS; i++)
+        if (!strcmp(fields[i].key, key))
+            return &fields[i];
+    return NULL;
+}
+
 static int apply_set(cJSON *root, const char *set, char *err, size_t errlen)
 {
     const char *eq = strchr(set, '=');
@@ -102,7 +112,10 @@ static int apply_set(cJSON *root, const char *set, char *err, size_t errlen)
     cJSON *o = parent_of(root, key, leaf, sizeof leaf);
     if (!o)
         return fail(err, errlen, "--set '%s': '%s' is not inside an object", set, key);
-    cJSON *v = cJSON_Parse(eq + 1);
+    /* A string field takes the text as it is (a folder may be called 2024); any other value must
+     * be one whole JSON scalar, so "5x" or "1 2" is reported instead of read as 5 or 1. */
+    const struct field *f = find_field(key);
+    cJSON *v = f && f->kind == K_STR ? NULL : cJSON_ParseWithOpts(eq + 1, NULL, 1);
     if (!v || cJSON_IsObject(v) || cJSON_IsArray(v)) {
         cJSON_Delete(v);
         v = cJSON_CreateString(eq + 1);
@@ -125,10 +138,7 @@ static int check_known(const cJSON *o, const char *prefix, const char *src, char
                 return -1;
             continue;
         }
-        size_t i = 0;
-        while (i < N_FIELDS && strcmp(fields[i].key, key))
-            i++;
-        if (i == N_FIELDS)
+        if (!find_field(key))
             return fail(err, errlen, "%s: unknown field '%s' (empd train --help lists the fields)", src, key);
     }
     return 0;
@@ -169,7 +179,8 @@ static int read_fields(cJSON *root, tr_config *c, const char *src, char *err, si
         double x = f->def;
         if (v) {
             if (!cJSON_IsNumber(v) && !cJSON_IsBool(v))
-                return fail(err, errlen, "%s: %s must be a number", src, f->key);
+                return fail(err, errlen, "%s: %s must be a number, got %s", src, f->key,
+                        cJSON_IsString(v) ? v->valuestring : "a non-number");
             x = cJSON_IsBool(v) ? cJSON_IsTrue(v) : v->valuedouble;
         } else {
             char leaf[256];
@@ -264,7 +275,7 @@ int tr_config_load(const char *path, char *const *sets, int n_sets, tr_config *o
     if (path) {
         FILE *f = fopen(path, "rb");
         if (!f)
-            return fail(err, errlen, "config %s: cannot open", path);
+            return fail(err, errlen, "config %s: cannot open: %s", path, strerror(errno));
         fseek(f, 0, SEEK_END);
         long n = ftell(f);
         fseek(f, 0, SEEK_SET);

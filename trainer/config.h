@@ -15,7 +15,7 @@ typedef struct {
     } data;
     struct {
         int64_t vocab_size, hidden, layers, heads, intermediate, max_position;
-        int64_t utt_tokens, meta_dim, num_classes;
+        int64_t utt_tokens, meta_dim, avatar_ids, num_classes;
         double dropout, init_std;
     } model;
     struct {

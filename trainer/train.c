@@ -1,61 +1,20 @@
 /* empd train: the data-parallel training loop of the skeleton text + metadata model.
  * Every rank holds a full replica (weights broadcast from rank 0), trains on its slice of each
- * global batch, and averages gradients with one all-reduce per step; rank 0 logs, evaluates the
- * gathered confusion matrix and writes checkpoints. */
-#include <errno.h>
+ * global batch, and averages gradients with one all-reduce per step; rank 0 logs, and writes
+ * checkpoints that hold every rank's state. */
 #include <getopt.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "comm/comm.h"
-#include "dataset/loader.h"
-#include "dataset/manifest.h"
 #include "dataset/record.h"
-#include "dataset/sampler.h"
 #include "models/safetensors.h"
-#include "models/text_model.h"
-#include "trainer/checkpoint.h"
+#include "trainer/batch.h"
 #include "trainer/commands.h"
-#include "trainer/config.h"
-#include "trainer/metrics.h"
-#include "trainer/optim.h"
-#include "trainer/progress.h"
-
-typedef struct {
-    tr_config cfg;
-    comm_group *g;
-    int rank, world;
-    const char *out;
-    ds_loader *loader;
-    tm_model model;
-    tr_adamw opt;
-    tc_generator *dropout_gen;
-    float *flat;        /* packed gradients for the all-reduce */
-    size_t flat_n;
-    FILE *metrics;      /* rank 0 */
-    int quiet, save_all_ranks;
-    tr_progress bar;    /* training steps, on rank 0's terminal */
-    char err[1024];
-} trainer;
-
-static void say(trainer *t, const char *fmt, ...)
-{
-    if (t->rank != 0 || t->quiet)
-        return;
-    tr_progress_clear(&t->bar);
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-    fflush(stdout);
-}
+#include "trainer/evaluate.h"
+#include "trainer/run.h"
 
 static double now_s(void)
 {
@@ -73,27 +32,40 @@ static void usage(FILE *f)
                "options:\n"
                "  --config FILE      JSON configuration (configs/tiny-text.json)\n"
                "  --shards DIR       shard folder (sets data.shards)\n"
-               "  --out RUNDIR       run folder: metrics.jsonl, checkpoints/, model.safetensors (default runs/train)\n"
+               "  --out RUNDIR       run folder: config.json, metrics.jsonl, checkpoints/, model.safetensors\n"
+               "                     (default runs/train); a fresh run needs a folder without a run in it\n"
                "  --max-steps N      stop after N optimizer steps (sets train.max_steps)\n"
                "  --set K=V          override a config field, repeatable\n"
-               "  --resume auto      continue from RUNDIR's newest complete checkpoint (or start fresh)\n"
-               "  --resume DIR       continue from that checkpoint folder\n"
+               "  --resume auto      continue RUNDIR's run from its newest complete checkpoint (or start it)\n"
+               "  --resume DIR       continue from that checkpoint folder (RUNDIR/checkpoints/step-N)\n"
                "  --save-all-ranks   every rank also writes its final weights as model-rank<N>.safetensors\n"
-               "  --quiet            no progress lines\n\n"
+               "  --quiet            no log lines or progress bar\n"
+               "environment: EMPD_PROGRESS=1 draws the progress bar under mpirun/srun too\n\n"
                "config fields (default, meaning):\n");
     tr_config_print_fields(f);
 }
 
+/* A bar only for a person watching: rank 0's terminal. Launchers hand every rank a pty even when
+ * their own output goes to a file, so under one the bar is opt-in. */
+static int show_progress(const tr_run *r)
+{
+    if (r->rank != 0 || r->quiet || !tr_progress_tty())
+        return 0;
+    const char *opt = getenv("EMPD_PROGRESS");
+    if (opt)
+        return strcmp(opt, "0") != 0;
+    return !getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_RANK") && !getenv("PMIX_RANK") && !getenv("SLURM_PROCID");
+}
+
 /* Metadata fields the model reads, in record order; the chain-of-empathy ones leak the label and
- * stay out of this skeleton. */
+ * stay out of this skeleton. NULL: an avatar ID, sized by model.avatar_ids. */
 static const char *const meta_vocab[DS_META_FIRST_LEAKING] = {
     "age", "gender", "timbre", NULL, "age", "gender", "timbre", NULL, "topic",
 };
-#define AVATAR_IDS 100
 
-static int build_model(trainer *t)
+static int build_model(tr_run *r)
 {
-    const tr_config *c = &t->cfg;
+    const tr_config *c = &r->cfg;
     tm_config mc = {
         .bert = {.vocab_size = c->model.vocab_size, .hidden = c->model.hidden, .layers = c->model.layers,
                  .heads = c->model.heads, .intermediate = c->model.intermediate,
@@ -104,79 +76,62 @@ static int build_model(trainer *t)
         .num_classes = c->model.num_classes,
         .dropout = c->model.dropout,
     };
-    const ds_manifest *m = ds_loader_manifest(t->loader);
+    const ds_manifest *m = ds_loader_manifest(r->loader);
     for (int i = 0; i < mc.meta_fields; i++) {
         const ds_manifest_vocab *v = meta_vocab[i] ? ds_manifest_find_vocab(m, meta_vocab[i]) : NULL;
         if (meta_vocab[i] && !v) {
-            snprintf(t->err, sizeof t->err, "%s: manifest has no '%s' vocabulary", c->data.shards, meta_vocab[i]);
+            snprintf(r->err, sizeof r->err, "%s: manifest has no '%s' vocabulary", c->data.shards, meta_vocab[i]);
             return -1;
         }
-        mc.meta_sizes[i] = v ? (int64_t)(v->items.n > 0 ? v->items.n : 1) : AVATAR_IDS;
+        mc.meta_sizes[i] = v ? (int64_t)(v->items.n > 0 ? v->items.n : 1) : c->model.avatar_ids;
     }
-    int rc = tm_model_init(&t->model, &mc, (uint64_t)c->train.seed);
+    /* Ranks other than 0 start from other weights on purpose: only the broadcast below makes the
+     * replicas equal, and the replica checks would catch it missing. */
+    int rc = tm_model_init(&r->model, &mc, (uint64_t)c->train.seed + (uint64_t)r->rank);
     if (rc != TC_OK) {
-        snprintf(t->err, sizeof t->err, "model: cannot build: %s", tc_last_error());
+        snprintf(r->err, sizeof r->err, "model: cannot build: %s", tc_last_error());
         return -1;
     }
-    /* Identical replicas: every rank starts from rank 0's weights. */
-    for (int i = 0; i < t->model.params.n; i++) {
-        tc_tensor *p = t->model.params.v[i].t;
-        if (comm_broadcast(t->g, tc_data_ptr(p), (size_t)tc_numel(p) * sizeof(float), 0, t->err, sizeof t->err))
-            return -1;
-    }
-    t->flat_n = mp_numel(&t->model.params);
-    t->flat = malloc(t->flat_n * sizeof *t->flat);
-    if (!t->flat || tr_adamw_init(&t->opt, &t->model.params) != TC_OK) {
-        snprintf(t->err, sizeof t->err, "model: out of memory for %zu parameters", t->flat_n);
+    r->flat_n = mp_numel(&r->model.params);
+    r->flat = malloc(r->flat_n * sizeof *r->flat);
+    if (!r->flat || tr_adamw_init(&r->opt, &r->model.params) != TC_OK) {
+        snprintf(r->err, sizeof r->err, "model: out of memory for %zu parameters", r->flat_n);
         return -1;
     }
-    for (int i = 0; i < t->model.params.n; i++)
-        tc_zero_grad(t->model.params.v[i].t);
+    for (int i = 0; i < r->model.params.n; i++)
+        tc_zero_grad(r->model.params.v[i].t);
     return 0;
 }
 
-/* Tensors over the batch's host buffers (no copies). */
-static tm_inputs batch_inputs(const ds_batch *b)
+static int broadcast_weights(tr_run *r)
 {
-    int64_t bu[] = {b->B, b->U}, bul[] = {b->B, b->U, b->L}, bm[] = {b->B, DS_META_N};
-    tm_inputs in = {
-        .utt_tokens = tc_from_blob(b->utt_tokens, bul, 3, TC_I64),
-        .utt_mask = tc_from_blob(b->utt_mask, bul, 3, TC_F32),
-        .utt_valid = tc_from_blob(b->utt_valid, bu, 2, TC_F32),
-        .meta = tc_slice(tc_from_blob(b->meta, bm, 2, TC_I64), 1, 0, DS_META_FIRST_LEAKING, 1),
-    };
-    return in;
-}
-
-/* The labels the model is trained on; an unlabeled row (-1) becomes torch's ignore index. */
-static int64_t *batch_labels(const trainer *t, const ds_batch *b)
-{
-    int64_t *y = t->cfg.model.num_classes == 32 ? b->label32 : b->label7;
-    for (int i = 0; i < b->B; i++)
-        if (y[i] < 0)
-            y[i] = -100;
-    return y;
+    for (int i = 0; i < r->model.params.n; i++) {
+        tc_tensor *p = r->model.params.v[i].t;
+        if (comm_broadcast(r->g, tc_data_ptr(p), (size_t)tc_numel(p) * sizeof(float), 0, r->err, sizeof r->err))
+            return -1;
+    }
+    return 0;
 }
 
 /* Averages every gradient across ranks with one all-reduce of the packed gradients. */
-static int allreduce_grads(trainer *t)
+static int allreduce_grads(tr_run *r)
 {
-    mp_params *ps = &t->model.params;
+    mp_params *ps = &r->model.params;
     size_t off = 0;
     for (int i = 0; i < ps->n; i++) {
         size_t n = (size_t)tc_numel(ps->v[i].t);
         tc_scope *s = tc_scope_begin();
-        memcpy(t->flat + off, tc_data_ptr(tc_grad(ps->v[i].t)), n * sizeof(float));
+        memcpy(r->flat + off, tc_data_ptr(tc_grad(ps->v[i].t)), n * sizeof(float));
         tc_scope_end(s);
         off += n;
     }
-    if (t->world > 1 && comm_allreduce(t->g, t->flat, t->flat_n, COMM_F32, COMM_AVG, t->err, sizeof t->err))
+    if (r->world > 1 && comm_allreduce(r->g, r->flat, r->flat_n, COMM_F32, COMM_AVG, r->err, sizeof r->err))
         return -1;
     off = 0;
     for (int i = 0; i < ps->n; i++) {
         size_t n = (size_t)tc_numel(ps->v[i].t);
         tc_scope *s = tc_scope_begin();
-        memcpy(tc_data_ptr(tc_grad(ps->v[i].t)), t->flat + off, n * sizeof(float));
+        memcpy(tc_data_ptr(tc_grad(ps->v[i].t)), r->flat + off, n * sizeof(float));
         tc_scope_end(s);
         off += n;
     }
@@ -184,281 +139,65 @@ static int allreduce_grads(trainer *t)
 }
 
 /* One optimizer step on this rank's slice; *loss receives the mean loss over all ranks. */
-static int train_step(trainer *t, ds_batch *b, int64_t step, double *loss)
+static int train_step(tr_run *r, ds_batch *b, double *loss)
 {
-    mp_params *ps = &t->model.params;
+    mp_params *ps = &r->model.params;
+    long long next = (long long)r->step + 1;
     for (int i = 0; i < ps->n; i++)
         tc_zero_grad(ps->v[i].t);
     tc_scope *s = tc_scope_begin();
-    tm_inputs in = batch_inputs(b);
-    tc_tensor *logits = tm_model_forward(&t->model, &in, 1, t->dropout_gen);
-    tc_tensor *y = tc_from_blob(batch_labels(t, b), (int64_t[]){b->B}, 1, TC_I64);
+    tm_inputs in = tr_batch_inputs(b);
+    tc_tensor *logits = tm_model_forward(&r->model, &in, 1, r->dropout_gen);
+    tc_tensor *y = tc_from_blob(tr_batch_labels(b, r->cfg.model.num_classes), (int64_t[]){b->B}, 1, TC_I64);
     tc_tensor *l = tc_cross_entropy(logits, y, NULL);
     double local = l ? tc_item(l) : 0.0;
     int rc = l ? tc_backward(l) : TC_EINVAL;
     int end = tc_scope_end(s);
     if (rc != TC_OK || end != TC_OK) {
-        snprintf(t->err, sizeof t->err, "step %lld: forward/backward failed: %s", (long long)step + 1, tc_last_error());
+        snprintf(r->err, sizeof r->err, "step %lld: forward/backward failed: %s", next, tc_last_error());
         return -1;
     }
-    if (allreduce_grads(t))
+    if (allreduce_grads(r))
         return -1;
-    if (tr_adamw_step(&t->opt, ps, &t->cfg, tr_lr_at(&t->cfg, step + 1)) != TC_OK) {
-        snprintf(t->err, sizeof t->err, "step %lld: optimizer failed: %s", (long long)step + 1, tc_last_error());
+    if (tr_adamw_step(&r->opt, ps, &r->cfg, tr_lr_at(&r->cfg, r->step + 1)) != TC_OK) {
+        snprintf(r->err, sizeof r->err, "step %lld: optimizer failed: %s", next, tc_last_error());
         return -1;
     }
     *loss = local;
-    return t->world > 1 ? comm_allreduce(t->g, loss, 1, COMM_F64, COMM_AVG, t->err, sizeof t->err) : 0;
+    return r->world > 1 ? comm_allreduce(r->g, loss, 1, COMM_F64, COMM_AVG, r->err, sizeof r->err) : 0;
 }
 
-static int show_progress(const trainer *t) { return t->rank == 0 && !t->quiet && tr_progress_tty(); }
-
-/* Evaluates a split: every rank predicts its slices, the confusion matrix and loss are summed. */
-static int evaluate(trainer *t, const char *split, tr_metrics *m, double *mean_loss)
+static int validate(tr_run *r)
 {
-    size_t n = ds_loader_count(t->loader, split);
-    int nc = (int)t->cfg.model.num_classes;
-    int64_t conf[TR_MAX_CLASSES * TR_MAX_CLASSES] = {0};
-    double sums[2] = {0, 0}; /* loss sum, samples */
-    if (n == 0) {
-        memset(m, 0, sizeof *m);
-        *mean_loss = 0;
-        return 0;
-    }
-    size_t bs = (size_t)t->cfg.train.batch_size;
-    ds_sampler s;
-    if (ds_sampler_init(&s, n, t->world, t->rank, bs, 0, 0, t->err, sizeof t->err))
+    tr_metrics m;
+    double loss;
+    tr_progress_clear(&r->bar);
+    if (tr_evaluate(r->g, r->loader, &r->model, &r->cfg, "val", show_progress(r), &m, &loss, r->err, sizeof r->err))
         return -1;
-    size_t *idx = malloc(bs * sizeof *idx);
-    float *logits = malloc(bs * (size_t)nc * sizeof *logits);
-    ds_batch b = {0};
-    int rc = (!idx || !logits || ds_batch_alloc(&b, (int)bs, DS_MAX_UTT, (int)t->cfg.model.utt_tokens, 2, t->err, sizeof t->err))
-                 ? (snprintf(t->err, sizeof t->err, "evaluate: out of memory"), -1)
-                 : 0;
-    size_t real, done = 0;
-    tr_progress bar;
-    tr_progress_clear(&t->bar);
-    tr_progress_begin(&bar, show_progress(t), split, "samples", 0, (int64_t)n);
-    while (rc == 0 && ds_sampler_next(&s, idx, &real) == DS_SAMPLER_OK) {
-        if (ds_loader_fill(t->loader, split, idx, (int)bs, &b, t->err, sizeof t->err)) {
-            rc = -1;
-            break;
-        }
-        tc_scope *sc = tc_scope_begin();
-        int was = tc_grad_enabled_set(0);
-        tm_inputs in = batch_inputs(&b);
-        tc_tensor *out = tm_model_forward(&t->model, &in, 0, NULL);
-        int cp = out ? tc_copy_to_host(out, logits, bs * (size_t)nc * sizeof *logits) : TC_EINVAL;
-        tc_grad_enabled_set(was);
-        if (tc_scope_end(sc) != TC_OK || cp != TC_OK) {
-            snprintf(t->err, sizeof t->err, "evaluate %s: forward failed: %s", split, tc_last_error());
-            rc = -1;
-            break;
-        }
-        const int64_t *y = batch_labels(t, &b);
-        for (size_t i = 0; i < real; i++) {
-            const float *z = logits + i * (size_t)nc;
-            int best = 0;
-            double mx = z[0], lse = 0;
-            for (int c = 1; c < nc; c++)
-                if (z[c] > z[best])
-                    best = c;
-            mx = z[best];
-            for (int c = 0; c < nc; c++)
-                lse += exp((double)z[c] - mx);
-            if (y[i] < 0 || y[i] >= nc)
-                continue;
-            conf[y[i] * nc + best]++;
-            sums[0] += mx + log(lse) - z[y[i]];
-            sums[1] += 1;
-        }
-        done += real * (size_t)t->world;
-        tr_progress_update(&bar, (int64_t)(done < n ? done : n), NULL);
-    }
-    tr_progress_end(&bar);
-    if (rc == 0 && t->world > 1)
-        rc = comm_allreduce(t->g, conf, (size_t)nc * (size_t)nc, COMM_I64, COMM_SUM, t->err, sizeof t->err) ||
-             comm_allreduce(t->g, sums, 2, COMM_F64, COMM_SUM, t->err, sizeof t->err);
-    ds_batch_free(&b);
-    ds_sampler_free(&s);
-    free(idx);
-    free(logits);
-    if (rc == 0) {
-        tr_metrics_compute(conf, nc, m);
-        *mean_loss = sums[1] > 0 ? sums[0] / sums[1] : 0;
-    }
-    return rc;
-}
-
-/* FNV-1a over every parameter's bytes: equal on all ranks while replicas are identical. */
-static uint64_t params_hash(const mp_params *ps)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < ps->n; i++) {
-        const unsigned char *p = tc_data_ptr(ps->v[i].t);
-        size_t n = (size_t)tc_numel(ps->v[i].t) * sizeof(float);
-        for (size_t k = 0; k < n; k++)
-            h = (h ^ p[k]) * 1099511628211ull;
-    }
-    return h;
-}
-
-static int check_replicas(trainer *t)
-{
-    uint64_t mine = params_hash(&t->model.params), *all = calloc((size_t)t->world, sizeof *all);
-    if (!all || comm_allgather(t->g, &mine, all, sizeof mine, t->err, sizeof t->err)) {
-        free(all);
-        return -1;
-    }
-    for (int r = 1; r < t->world; r++)
-        if (all[r] != all[0]) {
-            snprintf(t->err, sizeof t->err, "replicas diverged: rank %d holds weights %016llx, rank 0 %016llx", r,
-                     (unsigned long long)all[r], (unsigned long long)all[0]);
-            free(all);
-            return -1;
-        }
-    say(t, "replicas identical on %d rank%s (weights %016llx)", t->world, t->world > 1 ? "s" : "",
-        (unsigned long long)all[0]);
-    free(all);
-    return 0;
-}
-
-static char *hex_of(const unsigned char *p, size_t n)
-{
-    char *s = malloc(2 * n + 1);
-    for (size_t i = 0; s && i < n; i++)
-        snprintf(s + 2 * i, 3, "%02x", p[i]);
-    return s;
-}
-
-static int save_checkpoint(trainer *t, int64_t step, const ds_sampler *s, double best_acc, int64_t best_step)
-{
-    size_t len = 0;
-    tc_generator_get_state(t->dropout_gen, NULL, &len);
-    unsigned char *mine = malloc(len), *all = malloc(len * (size_t)t->world);
-    int rc = (!mine || !all || tc_generator_get_state(t->dropout_gen, mine, &len) != TC_OK)
-                 ? (snprintf(t->err, sizeof t->err, "checkpoint: cannot read the dropout generator"), -1)
-                 : comm_allgather(t->g, mine, all, len, t->err, sizeof t->err);
-    if (rc == 0 && t->rank == 0) {
-        ds_sampler_position pos = ds_sampler_get_position(s);
-        tr_ckpt_state st = {.step = step, .sampler_epoch = pos.epoch, .sampler_consumed = pos.consumed,
-                            .world_size = t->world, .n_rng = t->world, .best_val_acc = best_acc,
-                            .best_step = best_step};
-        memcpy(st.model_hash, t->cfg.model_hash, sizeof st.model_hash);
-        st.rng_hex = calloc((size_t)t->world, sizeof *st.rng_hex);
-        for (int r = 0; st.rng_hex && r < t->world; r++)
-            st.rng_hex[r] = hex_of(all + (size_t)r * len, len);
-        rc = tr_ckpt_save(t->out, &st, &t->model.params, &t->opt, t->cfg.json, (int)t->cfg.train.keep_last, t->err,
-                          sizeof t->err);
-        tr_ckpt_state_free(&st);
-        if (rc == 0)
-            say(t, "checkpoint: step %lld saved to %s/checkpoints", (long long)step, t->out);
-    }
-    free(mine);
-    free(all);
-    /* Every rank learns whether rank 0's save worked, so none trains on past a failed one. */
-    int64_t ok = rc == 0;
-    if (comm_allreduce(t->g, &ok, 1, COMM_I64, COMM_MIN, rc ? NULL : t->err, rc ? 0 : sizeof t->err))
-        return -1;
-    if (!ok && rc == 0)
-        snprintf(t->err, sizeof t->err, "checkpoint at step %lld failed on rank 0", (long long)step);
-    return ok ? 0 : -1;
-}
-
-static int unhex(const char *s, unsigned char *out, size_t n)
-{
-    if (strlen(s) != 2 * n)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        if (sscanf(s + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (unsigned char)v;
-    }
-    return 0;
-}
-
-/* Restores a checkpoint into the model, the optimizer, the sampler and the dropout generator. */
-static int resume(trainer *t, const char *how, ds_sampler *s, int64_t *step, double *best_acc, int64_t *best_step)
-{
-    char dir[4096];
-    if (!strcmp(how, "auto")) {
-        int found = tr_ckpt_find_latest(t->out, dir, sizeof dir, t->err, sizeof t->err);
-        if (found < 0)
-            return -1;
-        if (!found) {
-            say(t, "resume: no complete checkpoint in %s/checkpoints, starting fresh", t->out);
-            return 0;
-        }
-    } else {
-        snprintf(dir, sizeof dir, "%s", how);
-        struct stat sb;
-        char marker[4200];
-        snprintf(marker, sizeof marker, "%s/COMPLETE", dir);
-        if (stat(marker, &sb) != 0) {
-            snprintf(t->err, sizeof t->err, "resume: %s is not a complete checkpoint (no COMPLETE marker)", dir);
-            return -1;
-        }
-    }
-    tr_ckpt_state st;
-    if (tr_ckpt_load(dir, t->cfg.model_hash, &st, &t->model.params, &t->opt, t->err, sizeof t->err))
-        return -1;
-    int rc = 0;
-    ds_sampler_position pos = {st.sampler_epoch, st.sampler_consumed};
-    if (rc == 0 && st.sampler_epoch != s->epoch)
-        ds_sampler_set_epoch(s, st.sampler_epoch);
-    if (rc == 0)
-        rc = ds_sampler_set_position(s, &pos, t->err, sizeof t->err);
-    if (rc == 0 && st.world_size == t->world && st.n_rng == t->world) {
-        size_t len = 0;
-        tc_generator_get_state(t->dropout_gen, NULL, &len);
-        unsigned char *buf = malloc(len);
-        if (!buf || unhex(st.rng_hex[t->rank], buf, len) ||
-            tc_generator_set_state(t->dropout_gen, buf, len) != TC_OK) {
-            snprintf(t->err, sizeof t->err, "resume: %s/state.json: rng[%d] is not a generator state", dir, t->rank);
-            rc = -1;
-        }
-        free(buf);
-    } else if (rc == 0) {
-        /* Another world size: per-rank dropout streams cannot carry over; derive fresh ones. */
-        tc_generator_free(t->dropout_gen);
-        t->dropout_gen = tc_generator_new((uint64_t)t->cfg.train.seed * 1000003u + (uint64_t)st.step * 7919u +
-                                              (uint64_t)t->rank + 1,
-                                          (tc_device){TC_CPU, 0});
-        say(t, "resume: world size %d -> %d: dropout streams reseeded", st.world_size, t->world);
-    }
-    if (rc == 0) {
-        *step = st.step;
-        *best_acc = st.best_val_acc;
-        *best_step = st.best_step;
-        say(t, "resume: continuing from %s (step %lld, epoch %llu)", dir, (long long)st.step,
-            (unsigned long long)st.sampler_epoch);
-    }
-    tr_ckpt_state_free(&st);
-    return rc;
-}
-
-static void log_eval(trainer *t, int64_t step, const char *split, const tr_metrics *m, double loss)
-{
-    say(t, "eval %s step %lld: accuracy %.4f  weighted F1 %.4f  macro F1 %.4f  loss %.4f  (%lld samples)", split,
-        (long long)step, m->accuracy, m->weighted_f1, m->macro_f1, loss, (long long)m->total);
-    if (t->metrics) {
-        fprintf(t->metrics,
-                "{\"event\":\"eval\",\"step\":%lld,\"split\":\"%s\",\"accuracy\":%.17g,\"weighted_f1\":%.17g,"
+    tr_run_say(r, "eval val step %lld: accuracy %.4f  weighted F1 %.4f  macro F1 %.4f  loss %.4f  (%lld samples)",
+               (long long)r->step, m.accuracy, m.weighted_f1, m.macro_f1, loss, (long long)m.total);
+    if (r->metrics) {
+        fprintf(r->metrics,
+                "{\"event\":\"eval\",\"step\":%lld,\"split\":\"val\",\"accuracy\":%.17g,\"weighted_f1\":%.17g,"
                 "\"macro_f1\":%.17g,\"weighted_precision\":%.17g,\"weighted_recall\":%.17g,\"loss\":%.17g,"
                 "\"samples\":%lld}\n",
-                (long long)step, split, m->accuracy, m->weighted_f1, m->macro_f1, m->weighted_precision,
-                m->weighted_recall, loss, (long long)m->total);
-        fflush(t->metrics);
+                (long long)r->step, m.accuracy, m.weighted_f1, m.macro_f1, m.weighted_precision, m.weighted_recall,
+                loss, (long long)m.total);
+        fflush(r->metrics);
     }
+    if (m.accuracy > r->best_acc || r->best_step == 0) {
+        r->best_acc = m.accuracy;
+        r->best_step = r->step;
+    }
+    return 0;
 }
 
-static int export_final(trainer *t)
+static int export_final(tr_run *r)
 {
-    const mp_params *ps = &t->model.params;
+    const mp_params *ps = &r->model.params;
     st_tensor *v = calloc((size_t)ps->n, sizeof *v);
     if (!v) {
-        snprintf(t->err, sizeof t->err, "export: out of memory");
+        snprintf(r->err, sizeof r->err, "export: out of memory");
         return -1;
     }
     for (int i = 0; i < ps->n; i++) {
@@ -469,163 +208,129 @@ static int export_final(trainer *t)
             v[i].shape[d] = tc_size(ps->v[i].t, d);
     }
     char path[4200];
-    snprintf(path, sizeof path, "%s/model.safetensors", t->out);
-    int rc = t->rank == 0 ? st_write(path, v, (size_t)ps->n, NULL, 0, t->err, sizeof t->err) : 0;
-    if (rc == 0 && t->save_all_ranks) {
-        snprintf(path, sizeof path, "%s/model-rank%d.safetensors", t->out, t->rank);
-        rc = st_write(path, v, (size_t)ps->n, NULL, 0, t->err, sizeof t->err);
+    snprintf(path, sizeof path, "%s/model.safetensors", r->out);
+    int rc = r->rank == 0 ? st_write(path, v, (size_t)ps->n, NULL, 0, r->err, sizeof r->err) : 0;
+    if (rc == 0 && r->save_all_ranks) {
+        snprintf(path, sizeof path, "%s/model-rank%d.safetensors", r->out, r->rank);
+        rc = st_write(path, v, (size_t)ps->n, NULL, 0, r->err, sizeof r->err);
     }
     free(v);
     return rc;
 }
 
-static int train_loop(trainer *t, const char *resume_how)
+static void log_step(tr_run *r, double loss, double *loss_sum, int64_t *logged_at, double *t0)
 {
-    const tr_config *c = &t->cfg;
-    size_t n_train = ds_loader_count(t->loader, "train");
+    const tr_config *c = &r->cfg;
+    *loss_sum += loss;
+    if (r->metrics) {
+        fprintf(r->metrics, "{\"event\":\"train\",\"step\":%lld,\"epoch\":%llu,\"loss\":%.17g,\"lr\":%.17g}\n",
+                (long long)r->step, (unsigned long long)r->sampler.epoch, loss, tr_lr_at(c, r->step));
+        fflush(r->metrics);
+    }
+    char status[64];
+    snprintf(status, sizeof status, "epoch %llu  loss %.4f", (unsigned long long)r->sampler.epoch, loss);
+    tr_progress_update(&r->bar, r->step, status);
+    if (r->step % c->train.log_every && r->step != c->train.max_steps)
+        return;
+    double dt = now_s() - *t0, steps = (double)(r->step - *logged_at);
+    tr_run_say(r, "step %lld/%lld  epoch %llu  loss %.4f  lr %.2e  %.1f samples/s", (long long)r->step,
+               (long long)c->train.max_steps, (unsigned long long)r->sampler.epoch, *loss_sum / steps,
+               tr_lr_at(c, r->step), steps * (double)(c->train.batch_size * r->world) / (dt > 0 ? dt : 1));
+    *t0 = now_s();
+    *loss_sum = 0;
+    *logged_at = r->step;
+}
+
+static int train_loop(tr_run *r)
+{
+    const tr_config *c = &r->cfg;
     size_t bs = (size_t)c->train.batch_size;
-    ds_sampler s;
-    unsigned flags = DS_SAMPLER_SHUFFLE | (c->train.drop_last ? DS_SAMPLER_DROP_LAST : 0);
-    if (ds_sampler_init(&s, n_train, t->world, t->rank, bs, (uint64_t)c->train.seed, flags, t->err, sizeof t->err))
-        return -1;
-    int64_t step = 0, best_step = 0;
-    double best_acc = 0;
-    int rc = resume_how ? resume(t, resume_how, &s, &step, &best_acc, &best_step) : 0;
-    if (rc == 0 && step == 0)
-        say(t, "train: %zu samples, %d rank%s x batch %zu, %zu steps per epoch, %zu parameters", n_train, t->world,
-            t->world > 1 ? "s" : "", bs, ds_sampler_steps_per_epoch(&s), t->flat_n);
+    if (r->step >= c->train.max_steps)
+        tr_run_say(r, "train: the checkpoint is at step %lld, not before train.max_steps (%lld): nothing to train",
+                   (long long)r->step, (long long)c->train.max_steps);
+    else
+        tr_run_say(r, "train: %zu samples, %d rank%s x batch %zu, %zu steps per epoch, %zu parameters, %d thread%s per rank",
+                   ds_loader_count(r->loader, "train"), r->world, r->world > 1 ? "s" : "", bs,
+                   ds_sampler_steps_per_epoch(&r->sampler), r->flat_n, r->threads, r->threads > 1 ? "s" : "");
     size_t *idx = malloc(bs * sizeof *idx);
     ds_batch b = {0};
-    if (rc == 0 && (!idx || ds_batch_alloc(&b, (int)bs, DS_MAX_UTT, (int)c->model.utt_tokens, 2, t->err, sizeof t->err))) {
-        snprintf(t->err, sizeof t->err, "train: out of memory for a batch of %zu", bs);
+    if (!idx || ds_batch_alloc(&b, (int)bs, DS_MAX_UTT, (int)c->model.utt_tokens, 2, r->err, sizeof r->err)) {
+        snprintf(r->err, sizeof r->err, "train: out of memory for a batch of %zu", bs);
         free(idx);
-        ds_sampler_free(&s);
         return -1;
     }
-    double t0 = now_s(), loss_sum = 0;
-    int64_t logged_at = step;
-    tr_progress_begin(&t->bar, show_progress(t), "train", "steps", step, c->train.max_steps);
-    while (rc == 0 && step < c->train.max_steps) {
-        if (ds_sampler_next(&s, idx, NULL) == DS_SAMPLER_EPOCH_END) {
-            ds_sampler_set_epoch(&s, s.epoch + 1);
+    double t0 = now_s(), loss_sum = 0, loss;
+    int64_t logged_at = r->step;
+    int rc = 0;
+    tr_progress_begin(&r->bar, show_progress(r), "train", "steps", r->step, c->train.max_steps);
+    while (rc == 0 && r->step < c->train.max_steps) {
+        if (ds_sampler_next(&r->sampler, idx, NULL) == DS_SAMPLER_EPOCH_END) {
+            ds_sampler_set_epoch(&r->sampler, r->sampler.epoch + 1);
             continue;
         }
-        double loss;
-        rc = ds_loader_fill(t->loader, "train", idx, (int)bs, &b, t->err, sizeof t->err);
+        rc = ds_loader_fill(r->loader, "train", idx, (int)bs, &b, r->err, sizeof r->err);
         if (rc == 0)
-            rc = train_step(t, &b, step, &loss);
+            rc = train_step(r, &b, &loss);
         if (rc)
             break;
-        step++;
-        loss_sum += loss;
-        char status[64];
-        snprintf(status, sizeof status, "epoch %llu  loss %.4f", (unsigned long long)s.epoch, loss);
-        tr_progress_update(&t->bar, step, status);
-        if (t->metrics) {
-            fprintf(t->metrics, "{\"event\":\"train\",\"step\":%lld,\"epoch\":%llu,\"loss\":%.17g,\"lr\":%.17g}\n",
-                    (long long)step, (unsigned long long)s.epoch, loss, tr_lr_at(c, step));
-            fflush(t->metrics);
-        }
-        if (step % c->train.log_every == 0 || step == c->train.max_steps) {
-            double dt = now_s() - t0;
-            say(t, "step %lld/%lld  epoch %llu  loss %.4f  lr %.2e  %.1f samples/s", (long long)step,
-                (long long)c->train.max_steps, (unsigned long long)s.epoch, loss_sum / (double)(step - logged_at),
-                tr_lr_at(c, step), (double)(step - logged_at) * (double)(bs * (size_t)t->world) / (dt > 0 ? dt : 1));
-            t0 = now_s();
-            loss_sum = 0;
-            logged_at = step;
-        }
-        int last = step == c->train.max_steps;
-        if ((c->train.eval_every && step % c->train.eval_every == 0) || last) {
-            tr_metrics m;
-            double vloss;
-            if ((rc = evaluate(t, "val", &m, &vloss)))
-                break;
-            log_eval(t, step, "val", &m, vloss);
-            if (m.accuracy > best_acc || best_step == 0) {
-                best_acc = m.accuracy;
-                best_step = step;
-            }
-        }
-        if ((c->train.checkpoint_every && step % c->train.checkpoint_every == 0) || last)
-            rc = check_replicas(t) || save_checkpoint(t, step, &s, best_acc, best_step);
+        r->step++;
+        log_step(r, loss, &loss_sum, &logged_at, &t0);
+        int last = r->step == c->train.max_steps;
+        if ((c->train.eval_every && r->step % c->train.eval_every == 0) || last)
+            rc = validate(r);
+        if (rc == 0 && ((c->train.checkpoint_every && r->step % c->train.checkpoint_every == 0) || last))
+            rc = tr_run_check_replicas(r) || tr_run_save(r);
     }
-    tr_progress_end(&t->bar);
-    if (rc == 0 && step >= c->train.max_steps)
-        rc = export_final(t);
+    tr_progress_end(&r->bar);
     if (rc == 0)
-        say(t, "train: done at step %lld; best val accuracy %.4f at step %lld", (long long)step, best_acc,
-            (long long)best_step);
+        rc = export_final(r);
+    if (rc == 0)
+        tr_run_say(r, "train: done at step %lld; best val accuracy %.4f at step %lld", (long long)r->step, r->best_acc,
+                   (long long)r->best_step);
     ds_batch_free(&b);
-    ds_sampler_free(&s);
     free(idx);
     return rc;
 }
 
-static int mkdir_p(const char *path)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
-static int default_threads(const trainer *t)
+static int default_threads(const tr_run *r)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int local = comm_local_size(t->g);
+    int local = comm_local_size(r->g);
     long n = (cores > 0 ? cores : 1) / (local > 0 ? local : 1);
     return n > 0 ? (int)n : 1;
 }
 
-static int setup(trainer *t, const char *config, char **sets, int n_sets)
+/* What each rank does alone: configuration, threads, shards, the sampler. No collectives. */
+static int setup_local(tr_run *r, const char *config, char **sets, int n_sets)
 {
-    if (tr_config_load(config, sets, n_sets, &t->cfg, t->err, sizeof t->err))
+    if (tr_config_load(config, sets, n_sets, &r->cfg, r->err, sizeof r->err))
         return -1;
-    tc_set_num_threads(t->cfg.train.threads ? (int)t->cfg.train.threads : default_threads(t));
-    if (ds_loader_open(t->cfg.data.shards, &t->loader, t->err, sizeof t->err))
+    r->threads = r->cfg.train.threads ? (int)r->cfg.train.threads : default_threads(r);
+    tc_set_num_threads(r->threads);
+    if (ds_loader_open(r->cfg.data.shards, &r->loader, r->err, sizeof r->err))
         return -1;
-    if (t->cfg.model.num_classes == 0) {
+    const ds_manifest *m = ds_loader_manifest(r->loader);
+    if (r->cfg.model.num_classes == 0) {
         /* Resolved into the configuration itself, so config.json and the model hash hold the
          * label space that trains; sets has room for this one more entry. */
         char labels[64];
-        snprintf(labels, sizeof labels, "model.num_classes=%d", ds_loader_manifest(t->loader)->labels);
+        snprintf(labels, sizeof labels, "model.num_classes=%d", m->labels);
         sets[n_sets++] = labels;
-        tr_config_free(&t->cfg);
-        if (tr_config_load(config, sets, n_sets, &t->cfg, t->err, sizeof t->err))
+        tr_config_free(&r->cfg);
+        if (tr_config_load(config, sets, n_sets, &r->cfg, r->err, sizeof r->err))
             return -1;
     }
-    if (ds_loader_count(t->loader, "train") == 0) {
-        snprintf(t->err, sizeof t->err, "%s: the train split is empty", t->cfg.data.shards);
+    size_t n_train = ds_loader_count(r->loader, "train");
+    if (n_train == 0) {
+        snprintf(r->err, sizeof r->err, "%s: the train split is empty", r->cfg.data.shards);
         return -1;
     }
-    int64_t ok = 1;
-    if (t->rank == 0) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/metrics.jsonl", t->out);
-        if (mkdir_p(t->out) != 0 || !(t->metrics = fopen(path, "a"))) {
-            snprintf(t->err, sizeof t->err, "%s: cannot create the run folder: %s", t->out, strerror(errno));
-            ok = 0;
-        }
-        snprintf(path, sizeof path, "%s/config.json", t->out);
-        if (ok && tr_write_file_atomic(path, t->cfg.json, strlen(t->cfg.json), t->err, sizeof t->err))
-            ok = 0;
-    }
-    if (comm_allreduce(t->g, &ok, 1, COMM_I64, COMM_MIN, NULL, 0) || !ok) {
-        if (t->rank != 0)
-            snprintf(t->err, sizeof t->err, "rank 0 could not prepare the run folder %s", t->out);
+    unsigned flags = DS_SAMPLER_SHUFFLE | (r->cfg.train.drop_last ? DS_SAMPLER_DROP_LAST : 0);
+    if (ds_sampler_init(&r->sampler, n_train, r->world, r->rank, (size_t)r->cfg.train.batch_size,
+                        (uint64_t)r->cfg.train.seed, flags, r->err, sizeof r->err))
         return -1;
-    }
-    t->dropout_gen = tc_generator_new((uint64_t)t->cfg.train.seed * 1000003u + (uint64_t)t->rank + 1,
-                                      (tc_device){TC_CPU, 0});
-    tc_manual_seed((uint64_t)t->cfg.train.seed);
-    return build_model(t);
+    r->dropout_gen = tr_run_dropout_gen(r, 0);
+    return build_model(r);
 }
 
 static void free_args(char **sets, char **owned, int n_owned)
@@ -634,6 +339,21 @@ static void free_args(char **sets, char **owned, int n_owned)
         free(owned[i]);
     free(owned);
     free(sets);
+}
+
+static void run_free(tr_run *r)
+{
+    if (r->metrics)
+        fclose(r->metrics);
+    tr_adamw_free(&r->opt);
+    tm_model_free(&r->model);
+    free(r->flat);
+    ds_sampler_free(&r->sampler);
+    if (r->dropout_gen)
+        tc_generator_free(r->dropout_gen);
+    if (r->loader)
+        ds_loader_close(r->loader);
+    tr_config_free(&r->cfg);
 }
 
 int cmd_train(int argc, char **argv)
@@ -645,20 +365,22 @@ int cmd_train(int argc, char **argv)
         {"quiet", no_argument, 0, 'q'},        {"save-all-ranks", no_argument, 0, 'a'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
     };
-    trainer t = {.out = "runs/train"};
+    tr_run r = {.out = "runs/train"};
     const char *config = NULL, *resume_how = NULL;
-    /* --shards and --max-steps become --set entries; a later one wins, as with --set. */
+    /* --shards and --max-steps become --set entries (a later one wins, as with --set); one slot
+     * more for the label space resolved from the shards. */
     char **sets = calloc((size_t)argc + 2, sizeof *sets), **owned = calloc((size_t)argc + 1, sizeof *owned);
     int n_sets = 0, n_owned = 0, o;
     optind = 1;
-    while (sets && owned && (o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    opterr = 0;
+    while (sets && owned && (o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (o) {
         case 'c': config = optarg; break;
-        case 'o': t.out = optarg; break;
+        case 'o': r.out = optarg; break;
         case 's': sets[n_sets++] = optarg; break;
         case 'r': resume_how = optarg; break;
-        case 'q': t.quiet = 1; break;
-        case 'a': t.save_all_ranks = 1; break;
+        case 'q': r.quiet = 1; break;
+        case 'a': r.save_all_ranks = 1; break;
         case 'd':
         case 'm': {
             const char *key = o == 'd' ? "data.shards" : "train.max_steps";
@@ -671,7 +393,11 @@ int cmd_train(int argc, char **argv)
             break;
         }
         case 'h': usage(stdout); free_args(sets, owned, n_owned); return 0;
-        default: usage(stderr); free_args(sets, owned, n_owned); return 2;
+        default:
+            fprintf(stderr, "empd train: %s '%s' (empd train --help lists the options)\n",
+                    o == ':' ? "missing value for" : "unknown option", argv[optind - 1]);
+            free_args(sets, owned, n_owned);
+            return 2;
         }
     }
     if (!sets || !owned || optind < argc) {
@@ -679,33 +405,28 @@ int cmd_train(int argc, char **argv)
         free_args(sets, owned, n_owned);
         return 2;
     }
-    if (comm_init(NULL, NULL, &t.g, t.err, sizeof t.err)) {
-        fprintf(stderr, "empd train: %s\n", t.err);
+    if (comm_init(NULL, NULL, &r.g, r.err, sizeof r.err)) {
+        fprintf(stderr, "empd train: %s\n", r.err);
         free_args(sets, owned, n_owned);
         return 1;
     }
-    t.rank = comm_rank(t.g);
-    t.world = comm_size(t.g);
-    int rc = setup(&t, config, sets, n_sets);
+    r.rank = comm_rank(r.g);
+    r.world = comm_size(r.g);
+    int rc = tr_run_agree(&r, setup_local(&r, config, sets, n_sets));
     if (rc == 0)
-        rc = train_loop(&t, resume_how);
-    if (rc) {
-        fprintf(stderr, "empd train: rank %d: %s\n", t.rank, t.err);
+        rc = broadcast_weights(&r) || tr_run_start(&r, resume_how) || train_loop(&r);
+    if (rc && r.err[0]) {
+        if (r.world > 1)
+            fprintf(stderr, "empd train: rank %d: %s\n", r.rank, r.err);
+        else
+            fprintf(stderr, "empd train: %s\n", r.err);
         fflush(stderr);
-        if (t.world > 1)
-            comm_abort(t.g, 1);
     }
-    if (t.metrics)
-        fclose(t.metrics);
-    tr_adamw_free(&t.opt);
-    tm_model_free(&t.model);
-    free(t.flat);
-    if (t.dropout_gen)
-        tc_generator_free(t.dropout_gen);
-    if (t.loader)
-        ds_loader_close(t.loader);
-    tr_config_free(&t.cfg);
+    /* A failure only this rank knows of may leave the others inside a collective. */
+    if (rc && !r.agreed && r.world > 1)
+        comm_abort(r.g, 1);
+    run_free(&r);
     free_args(sets, owned, n_owned);
-    comm_finalize(t.g, NULL, 0);
+    comm_finalize(r.g, NULL, 0);
     return rc ? 1 : 0;
 }

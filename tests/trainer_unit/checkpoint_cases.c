@@ -10,8 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <cmocka.h>
 
+#include "dataset/crc32.h"
 #include "models/safetensors.h"
 #include "tests/trainer_unit/trainer_unit_test.h"
 #include "trainer/checkpoint.h"
@@ -265,6 +267,49 @@ static int load_error_names(trained *b, const char *dir, const char *file, const
     return rc == -1 && !strchr(err, '\n') && strstr(err, path) && strstr(err, what);
 }
 
+/* Records file's current size and CRC32 in dir/state.json, as a save of that content would: the
+ * edit then reads as a checkpoint of another model, not as damage, and the tensor checks run. */
+static void reseal(const char *dir, const char *file) {
+    char p[4300], num[32];
+    size_t len;
+    snprintf(p, sizeof p, "%s/%s", dir, file);
+    char *bytes = tu_read_text(p, &len);
+    assert_non_null(bytes);
+    uint32_t crc = ds_crc32(0, bytes, len);
+    double size = (double)len;
+    free(bytes);
+    snprintf(p, sizeof p, "%s/state.json", dir);
+    char *text = tu_read_text(p, &len);
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    cJSON *f = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "files"), file);
+    assert_non_null(f);
+    cJSON_ReplaceItemInObject(f, "bytes", cJSON_CreateNumber(size));
+    snprintf(num, sizeof num, "%08x", (unsigned)crc);
+    cJSON_ReplaceItemInObject(f, "crc32", cJSON_CreateString(num));
+    char *out = cJSON_Print(j);
+    tu_write_text(p, out);
+    free(out);
+    cJSON_Delete(j);
+}
+
+/* dir/state.json with one field replaced by value (JSON text), or removed when value is NULL. */
+static void edit_state(const char *dir, const char *field, const char *value) {
+    char p[4300];
+    size_t len;
+    snprintf(p, sizeof p, "%s/state.json", dir);
+    char *text = tu_read_text(p, &len);
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    cJSON_DeleteItemFromObject(j, field);
+    if (value)
+        cJSON_AddItemToObject(j, field, cJSON_Parse(value));
+    char *out = cJSON_Print(j);
+    tu_write_text(p, out);
+    free(out);
+    cJSON_Delete(j);
+}
+
 void test_ckpt_bad_files(void **state) {
     (void)state;
     static const struct {
@@ -279,16 +324,15 @@ void test_ckpt_bad_files(void **state) {
         {"optim.safetensors", EDIT_RENAME, "exp_avg.enc.weight", "exp_avg.enc.weight"},
     };
     static const struct {
-        const char *text, *what;
+        const char *field, *value, *what;
     } states[] = {
-        {"{\"step\": \"two\", \"sampler\": {\"epoch\": 0, \"consumed\": 0}, \"world_size\": 1,"
-         " \"model_hash\": \"" HASH "\", \"rng\": []}",
-         "'step'"},
-        {"{\"step\": 2, \"world_size\": 1, \"model_hash\": \"" HASH "\", \"rng\": []}", "'sampler.epoch'"},
-        {"{\"step\": 2, \"sampler\": {\"epoch\": 0, \"consumed\": 0}, \"world_size\": 1,"
-         " \"model_hash\": 7, \"rng\": []}",
-         "'model_hash'"},
-        {"{\"step\": 2, \"sampler\": {\"epoch\": 0, \"cons", "malformed JSON"},
+        {"step", "\"two\"", "'step'"},
+        {"step", "-5", "'step'"},
+        {"sampler", NULL, "'sampler'"},
+        {"model_hash", "7", "'model_hash'"},
+        {"rng", "[]", "'rng"},
+        {"files", NULL, "'files'"},
+        {"data", "{\"train_samples\": 3}", "'data'"},
     };
     trained a, b;
     trained_init(&a, 3, 1);
@@ -298,18 +342,35 @@ void test_ckpt_bad_files(void **state) {
         fresh_checkpoint(&a, run, dir, sizeof dir);
         snprintf(p, sizeof p, "%s/%s", dir, edits[i].file);
         edit_st(p, edits[i].kind, edits[i].tensor);
+        reseal(dir, edits[i].file);
         int named = load_error_names(&b, dir, edits[i].file, edits[i].what);
         tu_remove_tree(run);
         assert_true(named);
     }
     for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) {
         fresh_checkpoint(&a, run, dir, sizeof dir);
-        snprintf(p, sizeof p, "%s/state.json", dir);
-        tu_write_text(p, states[i].text);
+        edit_state(dir, states[i].field, states[i].value);
         int named = load_error_names(&b, dir, "state.json", states[i].what);
         tu_remove_tree(run);
         assert_true(named);
     }
+    fresh_checkpoint(&a, run, dir, sizeof dir);
+    snprintf(p, sizeof p, "%s/state.json", dir);
+    tu_write_text(p, "{\"step\": 2, \"sampler\": {\"epoch\": 0, \"cons");
+    assert_true(load_error_names(&b, dir, "state.json", "malformed JSON"));
+    tu_remove_tree(run);
+    /* One flipped bit in a tensor's data: only the CRC can tell. */
+    fresh_checkpoint(&a, run, dir, sizeof dir);
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    size_t len;
+    char *bytes = tu_read_text(p, &len);
+    bytes[len - 3] ^= 0x10;
+    FILE *f = fopen(p, "wb");
+    assert_int_equal(fwrite(bytes, 1, len, f), len);
+    fclose(f);
+    free(bytes);
+    assert_true(load_error_names(&b, dir, "model.safetensors", "damaged"));
+    tu_remove_tree(run);
     fresh_checkpoint(&a, run, dir, sizeof dir);
     snprintf(p, sizeof p, "%s/optim.safetensors", dir);
     assert_int_equal(unlink(p), 0);
@@ -342,6 +403,7 @@ void test_ckpt_missing_extra_named(void **state) {
         fresh_checkpoint(&a, run, dir, sizeof dir);
         snprintf(p, sizeof p, "%s/%s", dir, edits[i].file);
         edit_st(p, edits[i].kind, edits[i].tensor);
+        reseal(dir, edits[i].file);
         unnamed += !load_error_names(&b, dir, edits[i].file, edits[i].tensor);
         tu_remove_tree(run);
     }

@@ -117,7 +117,7 @@ void test_config_errors(void **state) {
         {"{\"train\": {\"lr\": 0.1, \"nested\": {\"x\": 1}}}", NULL,
          "%s: unknown field 'train.nested.x' (empd train --help lists the fields)"},
         {NULL, "train.lrr=0.1", "%s: unknown field 'train.lrr' (empd train --help lists the fields)"},
-        {"{\"model\": {\"hidden\": \"big\"}}", NULL, "%s: model.hidden must be a number"},
+        {"{\"model\": {\"hidden\": \"big\"}}", NULL, "%s: model.hidden must be a number, got big"},
         {"{\"data\": {\"shards\": 5}}", NULL, "%s: data.shards must be a string"},
         {"{\"model\": {\"layers\": 2.5}}", NULL, "%s: model.layers must be an integer, got 2.5"},
         {NULL, "train.batch_size=1.5", "%s: train.batch_size must be an integer, got 1.5"},
@@ -164,7 +164,7 @@ void test_config_malformed_json(void **state) {
     assert_one_line(err);
     assert_non_null(strstr(err, path));
     assert_int_equal(tr_config_load("/nonexistent/c.json", NULL, 0, &c, err, sizeof err), -1);
-    assert_string_equal(err, "config /nonexistent/c.json: cannot open");
+    assert_string_equal(err, "config /nonexistent/c.json: cannot open: No such file or directory");
 }
 
 static void load_ok(const char *text, char *const *sets, int n_sets, tr_config *c) {

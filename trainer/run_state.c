@@ -1,0 +1,235 @@
+/* The run's checkpoints: saving every rank's state through rank 0, and resuming from it. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "trainer/checkpoint.h"
+#include "trainer/run.h"
+#include "trainer/rundir.h"
+
+void tr_run_say(tr_run *r, const char *fmt, ...)
+{
+    if (r->rank != 0 || r->quiet)
+        return;
+    tr_progress_clear(&r->bar);
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
+}
+
+int tr_run_agree(tr_run *r, int local_rc)
+{
+    int64_t failed = local_rc != 0;
+    if (r->world > 1 && comm_allreduce(r->g, &failed, 1, COMM_I64, COMM_SUM, local_rc ? NULL : r->err,
+                                       local_rc ? 0 : sizeof r->err))
+        return -1;
+    if (failed == 0)
+        return 0;
+    r->agreed = 1;
+    if (!local_rc || (failed == r->world && r->rank != 0))
+        r->err[0] = 0;
+    return -1;
+}
+
+tc_generator *tr_run_dropout_gen(const tr_run *r, int64_t step)
+{
+    uint64_t seed = (uint64_t)r->cfg.train.seed * 1000003u + (uint64_t)step * 7919u + (uint64_t)r->rank + 1;
+    return tc_generator_new(seed, (tc_device){TC_CPU, 0});
+}
+
+/* FNV-1a over every parameter's bytes: equal on all ranks while replicas are identical. */
+static uint64_t params_hash(const mp_params *ps)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < ps->n; i++) {
+        const unsigned char *p = tc_data_ptr(ps->v[i].t);
+        size_t n = (size_t)tc_numel(ps->v[i].t) * sizeof(float);
+        for (size_t k = 0; k < n; k++)
+            h = (h ^ p[k]) * 1099511628211ull;
+    }
+    return h;
+}
+
+int tr_run_check_replicas(tr_run *r)
+{
+    if (r->world == 1)
+        return 0;
+    uint64_t mine = params_hash(&r->model.params), *all = calloc((size_t)r->world, sizeof *all);
+    if (!all) {
+        snprintf(r->err, sizeof r->err, "replica check: out of memory");
+        return -1;
+    }
+    int rc = comm_allgather(r->g, &mine, all, sizeof mine, r->err, sizeof r->err);
+    for (int k = 1; rc == 0 && k < r->world; k++)
+        if (all[k] != all[0]) {
+            snprintf(r->err, sizeof r->err, "replicas diverged at step %lld: rank %d holds weights %016llx, rank 0 %016llx",
+                     (long long)r->step, k, (unsigned long long)all[k], (unsigned long long)all[0]);
+            rc = -1;
+        }
+    if (rc == 0)
+        tr_run_say(r, "replicas identical on %d ranks (weights %016llx)", r->world, (unsigned long long)all[0]);
+    free(all);
+    return rc;
+}
+
+static char *hex_of(const unsigned char *p, size_t n)
+{
+    char *s = malloc(2 * n + 1);
+    for (size_t i = 0; s && i < n; i++)
+        snprintf(s + 2 * i, 3, "%02x", p[i]);
+    return s;
+}
+
+static int unhex(const char *s, unsigned char *out, size_t n)
+{
+    if (strlen(s) != 2 * n)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        if (sscanf(s + 2 * i, "%2x", &v) != 1)
+            return -1;
+        out[i] = (unsigned char)v;
+    }
+    return 0;
+}
+
+/* Rank 0's half of a save: the state of every rank (RNG states gathered in all) to disk. */
+static int write_checkpoint(tr_run *r, const unsigned char *all, size_t len)
+{
+    ds_sampler_position pos = ds_sampler_get_position(&r->sampler);
+    const ds_manifest *m = ds_loader_manifest(r->loader);
+    tr_ckpt_state st = {.step = r->step, .sampler_epoch = pos.epoch, .sampler_consumed = pos.consumed,
+                        .world_size = r->world, .threads = r->threads,
+                        .train_samples = (int64_t)ds_loader_count(r->loader, "train"), .n_rng = r->world,
+                        .best_val_acc = r->best_acc, .best_step = r->best_step};
+    memcpy(st.model_hash, r->cfg.model_hash, sizeof st.model_hash);
+    memcpy(st.vocab_md5, m->vocab_md5, sizeof st.vocab_md5);
+    st.rng_hex = calloc((size_t)r->world, sizeof *st.rng_hex);
+    int rc = st.rng_hex ? 0 : -1;
+    for (int k = 0; rc == 0 && k < r->world; k++)
+        rc = (st.rng_hex[k] = hex_of(all + (size_t)k * len, len)) ? 0 : -1;
+    if (rc)
+        snprintf(r->err, sizeof r->err, "checkpoint: out of memory");
+    else
+        rc = tr_ckpt_save(r->out, &st, &r->model.params, &r->opt, r->cfg.json, (int)r->cfg.train.keep_last, r->err,
+                          sizeof r->err);
+    tr_ckpt_state_free(&st);
+    return rc;
+}
+
+int tr_run_save(tr_run *r)
+{
+    size_t len = 0;
+    tc_generator_get_state(r->dropout_gen, NULL, &len);
+    unsigned char *mine = calloc(len ? len : 1, 1), *all = calloc(len ? len * (size_t)r->world : 1, 1);
+    int rc = 0;
+    if (!mine || !all || !len || tc_generator_get_state(r->dropout_gen, mine, &len) != TC_OK) {
+        snprintf(r->err, sizeof r->err, "checkpoint: cannot read the dropout generator of rank %d", r->rank);
+        rc = -1;
+    }
+    /* Every rank takes part in the gather even after a local failure, so none waits on a
+     * collective the others skipped; the outcome is agreed on below. */
+    if (mine && all && comm_allgather(r->g, mine, all, len, rc ? NULL : r->err, rc ? 0 : sizeof r->err))
+        rc = -1;
+    if (rc == 0 && r->rank == 0)
+        rc = write_checkpoint(r, all, len);
+    free(mine);
+    free(all);
+    if (tr_run_agree(r, rc))
+        return -1;
+    tr_run_say(r, "checkpoint: step %lld saved to %s/checkpoints", (long long)r->step, r->out);
+    return 0;
+}
+
+/* Rank 0 decides which checkpoint folder to resume from ("" for none). */
+static int pick_checkpoint(tr_run *r, const char *how, char *dir, size_t n)
+{
+    dir[0] = 0;
+    if (!strcmp(how, "auto"))
+        return tr_ckpt_find_latest(r->out, dir, n, r->err, sizeof r->err) < 0 ? -1 : 0;
+    struct stat sb;
+    char marker[4200];
+    snprintf(marker, sizeof marker, "%s/COMPLETE", how);
+    if (stat(how, &sb) != 0) {
+        snprintf(r->err, sizeof r->err, "resume: %s: %s", how, strerror(errno));
+        return -1;
+    }
+    if (stat(marker, &sb) != 0) {
+        snprintf(r->err, sizeof r->err, "resume: %s is not a complete checkpoint folder (no COMPLETE marker; "
+                 "--resume auto picks a run's newest)", how);
+        return -1;
+    }
+    snprintf(dir, n, "%s", how);
+    return 0;
+}
+
+/* Every rank: the checkpoint into the model, optimizer, sampler and dropout stream. */
+static int load_checkpoint(tr_run *r, const char *dir)
+{
+    tr_ckpt_state st;
+    if (tr_ckpt_load(dir, r->cfg.model_hash, &st, &r->model.params, &r->opt, r->err, sizeof r->err))
+        return -1;
+    const ds_manifest *m = ds_loader_manifest(r->loader);
+    int64_t n_train = (int64_t)ds_loader_count(r->loader, "train");
+    ds_sampler_position pos = {st.sampler_epoch, st.sampler_consumed};
+    int rc = 0;
+    if (st.train_samples != n_train || strcmp(st.vocab_md5, m->vocab_md5)) {
+        snprintf(r->err, sizeof r->err, "resume: %s was trained on other shards (%lld training samples, vocab %s; "
+                 "%s has %lld, vocab %s)", dir, (long long)st.train_samples, st.vocab_md5, r->cfg.data.shards,
+                 (long long)n_train, m->vocab_md5);
+        rc = -1;
+    } else {
+        rc = ds_sampler_set_position(&r->sampler, &pos, r->err, sizeof r->err);
+    }
+    if (rc == 0 && st.world_size == r->world) {
+        size_t len = 0;
+        tc_generator_get_state(r->dropout_gen, NULL, &len);
+        unsigned char *buf = malloc(len ? len : 1);
+        if (!buf || unhex(st.rng_hex[r->rank], buf, len) || tc_generator_set_state(r->dropout_gen, buf, len) != TC_OK) {
+            snprintf(r->err, sizeof r->err, "resume: %s/state.json: rng[%d] is not a generator state", dir, r->rank);
+            rc = -1;
+        }
+        free(buf);
+    } else if (rc == 0) {
+        /* Another world size: per-rank dropout streams cannot carry over. */
+        tc_generator_free(r->dropout_gen);
+        r->dropout_gen = tr_run_dropout_gen(r, st.step);
+        tr_run_say(r, "resume: world size %d -> %d: dropout streams reseeded (not bit-identical to an uninterrupted run)",
+                   st.world_size, r->world);
+    }
+    if (rc == 0 && st.threads != r->threads)
+        tr_run_say(r, "resume: %d threads per rank where the checkpoint had %d: results may differ in the last bits",
+                   r->threads, st.threads);
+    if (rc == 0) {
+        r->step = st.step;
+        r->best_acc = st.best_val_acc;
+        r->best_step = st.best_step;
+        tr_run_say(r, "resume: continuing from %s (step %lld, epoch %llu)", dir, (long long)st.step,
+                   (unsigned long long)st.sampler_epoch);
+    }
+    tr_ckpt_state_free(&st);
+    return rc;
+}
+
+int tr_run_start(tr_run *r, const char *how)
+{
+    char dir[4096] = "";
+    int rc = how && r->rank == 0 ? pick_checkpoint(r, how, dir, sizeof dir) : 0;
+    /* One decision for all ranks: each rank listing the folder itself could see another
+     * "newest" on a shared file system that is still settling. */
+    if (tr_run_agree(r, rc) || comm_broadcast(r->g, dir, sizeof dir, 0, r->err, sizeof r->err))
+        return -1;
+    if (how && !dir[0])
+        tr_run_say(r, "resume: no complete checkpoint in %s/checkpoints, starting fresh", r->out);
+    rc = dir[0] ? load_checkpoint(r, dir) : 0;
+    if (rc == 0 && r->rank == 0)
+        rc = tr_rundir_open(r->out, how ? r->step : -1, r->cfg.json, &r->metrics, r->err, sizeof r->err);
+    if (tr_run_agree(r, rc))
+        return -1;
+    return dir[0] ? tr_run_check_replicas(r) : 0;
+}
