@@ -33,6 +33,16 @@ cli)
   [ "$(wc -l <"$t/err")" -eq 1 ] || fail "more than one line for one error: $(cat "$t/err")"
   if "$EMPD" train --set train.lr=-1 2>"$t/err"; then fail "negative lr accepted"; fi
   grep -q "train.lr = -1 is outside" "$t/err" || fail "no clear line for a bad value: $(cat "$t/err")"
+  # The same error on every rank: one line, from rank 0, and no MPI_Abort (mpirun's own note on
+  # the exit status is not ours).
+  if mpi 2 "$EMPD" train --set train.lr=-1 >"$t/out" 2>"$t/err"; then fail "negative lr accepted on 2 ranks"; fi
+  [ "$(cat "$t/out" "$t/err" | grep -c '^empd')" -eq 1 ] || fail "2 ranks, one error, but: $(cat "$t/out" "$t/err")"
+  if grep -q MPI_ABORT "$t/err"; then fail "an error every rank saw went through MPI_Abort"; fi
+  grep -q "empd train: rank 0: config: train.lr = -1 is outside" "$t/err" || fail "2-rank error line: $(cat "$t/err")"
+  if "$EMPD" train --max-steps 3abc 2>"$t/err"; then fail "--max-steps 3abc accepted"; fi
+  grep -q "train.max_steps must be a number, got 3abc" "$t/err" || fail "trailing garbage: $(cat "$t/err")"
+  if "$EMPD" train --bogus 2>"$t/err"; then fail "unknown option accepted"; fi
+  [ "$(wc -l <"$t/err")" -eq 1 ] && grep -q "unknown option '--bogus'" "$t/err" || fail "unknown option: $(cat "$t/err")"
   if "$EMPD" train --shards "$t/none" 2>"$t/err"; then fail "missing shards accepted"; fi
   grep -q "$t/none" "$t/err" || fail "missing shards error does not name the folder: $(cat "$t/err")"
   echo '{"train": {"lr": 0.1,}}' >"$t/bad.json"
@@ -105,6 +115,39 @@ resume)
   "$EMPD_PYTHON" "$here/compare.py" "$t/full/model.safetensors" "$t/split/model.safetensors" exact
   diff <(losses "$t/full") <(losses "$t/split") || fail "losses differ after resume"
   echo "resume: 30 steps == 15 + resume + 15, weights and $(losses "$t/full" | wc -l) losses bit-identical"
+  ;;
+checkpoints)
+  # A crash after step 30's checkpoint began: step 30 lost, step 20 torn (no marker). --resume auto
+  # goes back to step 10, rewinds metrics.jsonl, and must end bit-identical to an uninterrupted run.
+  mpi 2 "$EMPD" train "${common[@]}" --out "$t/full" --max-steps 30 --set train.checkpoint_every=0
+  mpi 2 "$EMPD" train "${common[@]}" --out "$t/crash" --max-steps 30 --set train.checkpoint_every=10
+  rm -rf "$t/crash/checkpoints/step-00000030" "$t/crash/checkpoints/step-00000020/COMPLETE"
+  cp -r "$t/crash" "$t/crash.orig"
+  mpi 2 "$EMPD" train "${common[@]}" --out "$t/crash" --max-steps 30 --set train.checkpoint_every=10 --resume auto
+  "$EMPD_PYTHON" "$here/compare.py" "$t/full/model.safetensors" "$t/crash/model.safetensors" exact
+  diff <(losses "$t/full") <(losses "$t/crash") || fail "losses differ after resuming from step 10"
+  # A fresh run into a folder holding a run is refused, and touches nothing.
+  if "$EMPD" train "${common[@]}" --out "$t/crash.orig" --max-steps 5 2>"$t/err"; then fail "a second run mixed into a run folder"; fi
+  grep -q "already holds a run" "$t/err" || fail "no clear line: $(cat "$t/err")"
+  # Resuming an older checkpoint while a newer one exists would overwrite it: refused.
+  if "$EMPD" train "${common[@]}" --out "$t/crash" --max-steps 40 --resume "$t/crash/checkpoints/step-00000020" 2>"$t/err"; then
+    fail "resumed behind a newer checkpoint"
+  fi
+  grep -q "newer checkpoint (step 30)" "$t/err" || fail "no clear line: $(cat "$t/err")"
+  if "$EMPD" train "${common[@]}" --out "$t/crash" --resume "$t/nowhere" 2>"$t/err"; then fail "resumed from nothing"; fi
+  grep -q "resume: $t/nowhere: No such file" "$t/err" || fail "no clear line: $(cat "$t/err")"
+  # Another world size continues the same epoch (one rank, twice the batch, same global batch).
+  "$EMPD" train "${common[@]}" --out "$t/crash" --max-steps 35 --set train.batch_size=16 --resume auto >"$t/log" 2>&1 ||
+    fail "resume on 1 rank failed: $(cat "$t/log")"
+  [ -e "$t/crash/checkpoints/step-00000035/COMPLETE" ] || fail "no checkpoint after resuming on another world size"
+  # Other shards (other training samples) are refused.
+  "$EMPD" synth --out "$t/corpus2" --conversations 200 --seed 5 >/dev/null
+  "$EMPD" shard --data "$t/corpus2" --out "$t/shards2" >/dev/null
+  if "$EMPD" train "${common[@]}" --shards "$t/shards2" --out "$t/crash" --max-steps 40 --resume auto 2>"$t/err"; then
+    fail "resumed on other shards"
+  fi
+  grep -q "was trained on other shards" "$t/err" || fail "no clear line: $(cat "$t/err")"
+  echo "checkpoints: torn and lost checkpoints, rewound metrics, refusals, world-size change: all as expected"
   ;;
 learns)
   # A corpus of its own, larger than the fixture's, so the signal is learnable within 300 steps.
