@@ -201,6 +201,8 @@ static int check_manifest(const ds_manifest *m, const char *path, int code, char
     if (!is_md5(m->vocab_md5))
         return fail(err, errlen, code, "%s: tokenizer.vocab_md5: \"%s\" is not 32 lowercase hex digits", path,
                     m->vocab_md5);
+    if (m->vocab_size < 1 || m->vocab_size > 65536)
+        return fail(err, errlen, code, "%s: tokenizer.vocab_size: %d (expected 1..65536)", path, m->vocab_size);
     if (m->utt_max_tokens < 1 || m->utt_max_tokens > 65535)
         return fail(err, errlen, code, "%s: tokenizer.utt_max_tokens: %d (expected 1..65535)", path, m->utt_max_tokens);
     if (m->ctx_max_tokens < 1 || m->ctx_max_tokens > 65535)
@@ -259,6 +261,7 @@ static cJSON *manifest_json(const ds_manifest *m)
         bad = add_strv(vocabs, m->vocabs[i].name, &m->vocabs[i].items);
     cJSON *tok = bad ? NULL : cJSON_AddObjectToObject(root, "tokenizer");
     bad = bad || !tok || !cJSON_AddStringToObject(tok, "vocab_md5", m->vocab_md5) ||
+          !cJSON_AddNumberToObject(tok, "vocab_size", m->vocab_size) ||
           !cJSON_AddNumberToObject(tok, "utt_max_tokens", m->utt_max_tokens) ||
           !cJSON_AddNumberToObject(tok, "ctx_max_tokens", m->ctx_max_tokens);
     cJSON *src = bad ? NULL : cJSON_AddObjectToObject(root, "source");
@@ -544,6 +547,9 @@ static int read_root(const rctx *c, const cJSON *root, ds_manifest *m)
     if (!cJSON_IsString(v) || strlen(v->valuestring) != 32)
         return bad(c, "tokenizer.vocab_md5", "expected a string of 32 hex digits");
     memcpy(m->vocab_md5, v->valuestring, 33);
+    if ((rc = get_int(c, tok, "vocab_size", "tokenizer.vocab_size", 1, 65536, &d)))
+        return rc;
+    m->vocab_size = (int)d;
     if ((rc = get_int(c, tok, "utt_max_tokens", "tokenizer.utt_max_tokens", 1, 65535, &d)))
         return rc;
     m->utt_max_tokens = (int)d;

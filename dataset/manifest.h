@@ -60,6 +60,7 @@ typedef struct {
     int n_vocabs;
     ds_manifest_vocab *vocabs;
     char vocab_md5[33];          /* md5 of the tokenizer's vocab.txt, lowercase hex */
+    int vocab_size;              /* entries of the tokenizer's vocab.txt: every token id is below it */
     int utt_max_tokens;          /* tokens per utterance the sharder kept at most */
     int ctx_max_tokens;          /* tokens of the context the sharder kept at most */
     char *source_data_dir;       /* the AvaMERG folder the shards were made from */

@@ -260,18 +260,22 @@ static int record_skips(ds_manifest *m, const am_corpus *c, const split_result *
 static int shard_corpus(const ds_sharder_opts *o, const wp_vocab *voc, const am_corpus *c, ds_sharder_summary *sum,
                         char *err, size_t errlen)
 {
-    if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST)
-        return fail(err, errlen, DS_SHARD_EIO, "%s: cannot create: %s", o->out_dir, strerror(errno));
-    /* An old manifest would vouch for shards this run is about to replace: the folder counts as
-     * complete again only when the new manifest is published. */
-    char manifest_path[4200];
-    snprintf(manifest_path, sizeof manifest_path, "%s/%s", o->out_dir, DS_MANIFEST_FILE);
-    if (unlink(manifest_path) != 0 && errno != ENOENT)
-        return fail(err, errlen, DS_SHARD_EIO, "%s: cannot remove: %s", manifest_path, strerror(errno));
     split_result sp;
     int rc = split_make_seed(c, o->split_seed, &sp, err, errlen);
     if (rc)
         return rc;
+    /* An old manifest would vouch for shards this run is about to replace: the folder counts as
+     * complete again only when the new manifest is published. */
+    char manifest_path[4200];
+    snprintf(manifest_path, sizeof manifest_path, "%s/%s", o->out_dir, DS_MANIFEST_FILE);
+    if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST)
+        rc = fail(err, errlen, DS_SHARD_EIO, "%s: cannot create: %s", o->out_dir, strerror(errno));
+    else if (unlink(manifest_path) != 0 && errno != ENOENT)
+        rc = fail(err, errlen, DS_SHARD_EIO, "%s: cannot remove: %s", manifest_path, strerror(errno));
+    if (rc) {
+        split_free(&sp);
+        return rc;
+    }
     ds_manifest m = {
         .version = DS_MANIFEST_VERSION,
         .format_version = DS_RECORD_VERSION,
@@ -279,6 +283,7 @@ static int shard_corpus(const ds_sharder_opts *o, const wp_vocab *voc, const am_
         .created_by = strdup("empd 0.1 shard"),
         .source_data_dir = strdup(o->data_dir),
         .source_json = strdup(sum->json_path),
+        .vocab_size = (int)wp_vocab_size(voc),
         .utt_max_tokens = o->utt_max_tokens,
         .ctx_max_tokens = o->ctx_max_tokens,
     };

@@ -73,7 +73,8 @@ static int parse_entry(const cJSON *e, size_t data_size, const char *path, st_te
         if (!cJSON_IsNumber(s) || s->valuedouble < 0 || s->valuedouble > 1e15)
             return fail(err, errlen, "%s: tensor '%s': bad size in shape", path, t->name);
         t->shape[i] = (int64_t)s->valuedouble;
-        numel *= (size_t)t->shape[i];
+        if (__builtin_mul_overflow(numel, (size_t)t->shape[i], &numel))
+            return fail(err, errlen, "%s: tensor '%s': shape too large", path, t->name);
     }
     if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 || !cJSON_IsNumber(offs->child) ||
         !cJSON_IsNumber(offs->child->next))

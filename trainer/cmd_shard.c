@@ -54,7 +54,8 @@ int cmd_shard(int argc, char **argv)
     int have_vocab = tr_default_vocab(vocab, sizeof vocab), opt;
     long v;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (opt) {
         case 'd': o.data_dir = optarg; break;
         case 'o': o.out_dir = optarg; break;
@@ -92,7 +93,10 @@ int cmd_shard(int argc, char **argv)
             o.labels = atoi(optarg);
             break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default:
+            fprintf(stderr, "empd shard: %s '%s' (empd shard --help lists the options)\n",
+                    opt == ':' ? "missing value for" : "unknown option", argv[optind - 1]);
+            return 2;
         }
     }
     if (!o.data_dir || !o.out_dir || optind < argc) {

@@ -29,7 +29,8 @@ int cmd_synth(int argc, char **argv)
     int opt;
     char *end;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (opt) {
         case 'o': out = optarg; break;
         case 'n':
@@ -47,7 +48,10 @@ int cmd_synth(int argc, char **argv)
             }
             break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default:
+            fprintf(stderr, "empd synth: %s '%s' (empd synth --help lists the options)\n",
+                    opt == ':' ? "missing value for" : "unknown option", argv[optind - 1]);
+            return 2;
         }
     }
     if (!out || optind < argc) {

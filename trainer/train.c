@@ -320,6 +320,11 @@ static int setup_local(tr_run *r, const char *config, char **sets, int n_sets)
         if (tr_config_load(config, sets, n_sets, &r->cfg, r->err, sizeof r->err))
             return -1;
     }
+    if (r->cfg.model.vocab_size < m->vocab_size) {
+        snprintf(r->err, sizeof r->err, "model.vocab_size (%lld) is below the shards' tokenizer vocabulary (%d tokens, %s)",
+                 (long long)r->cfg.model.vocab_size, m->vocab_size, r->cfg.data.shards);
+        return -1;
+    }
     size_t n_train = ds_loader_count(r->loader, "train");
     if (n_train == 0) {
         snprintf(r->err, sizeof r->err, "%s: the train split is empty", r->cfg.data.shards);

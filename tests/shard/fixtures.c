@@ -143,6 +143,7 @@ void manifest_base(ds_manifest *m)
     m->labels = 7;
     m->created_by = strdup("test_shard");
     memcpy(m->vocab_md5, MD5, 33);
+    m->vocab_size = 30522;
     m->utt_max_tokens = MAX_UTT_TOK;
     m->ctx_max_tokens = MAX_CTX;
     m->source_data_dir = strdup("/data/AvaMERG");

@@ -90,8 +90,14 @@ topics = man["vocabularies"]["topic"]
 assert len(topics) == (1 if train_cid == "01118" else 2), topics
 for cid, r in recs.items():
     assert r["meta"][8] == (1 if cid == train_cid and cid != "01118" else 0), (cid, r["meta"])
+assert man["tokenizer"]["vocab_size"] == 30522
 print("sharder: 3 samples, labels, roles, avatars, tokens and train-only vocabularies as expected")
 PY
+  if "$EMPD" train --shards "$t/shards" --out "$t/run" --set model.vocab_size=2000 2>"$t/err"; then
+    fail "a model smaller than the shards' vocabulary trained"
+  fi
+  grep -q "model.vocab_size (2000) is below the shards' tokenizer vocabulary (30522 tokens" "$t/err" ||
+    fail "vocab size line: $(cat "$t/err")"
   ;;
 replicas)
   mpi 2 "$EMPD" train "${common[@]}" --out "$t/run" --max-steps 30 --save-all-ranks
