@@ -135,16 +135,60 @@ typedef struct {
     int64_t bytes;
 } file_sum;
 
-/* The checkpoint names of a parameter's two AdamW moments. */
-static int moment_names(const char *param, char **avg, char **avg_sq)
+/* The tensors of one checkpoint file, by name, in the parameters' order. */
+typedef struct {
+    int n;
+    const char **names;
+    char **owned; /* names made here (the moments') */
+    tc_tensor **ts;
+} tensor_list;
+
+static void list_free(tensor_list *l)
 {
-    size_t l = strlen(param) + 16;
-    *avg = malloc(l);
-    *avg_sq = malloc(l);
-    if (!*avg || !*avg_sq)
+    for (int i = 0; l->owned && i < l->n; i++)
+        free(l->owned[i]);
+    free(l->owned);
+    free(l->names);
+    free(l->ts);
+    memset(l, 0, sizeof *l);
+}
+
+static int list_alloc(tensor_list *l, int n)
+{
+    l->n = n;
+    l->names = calloc((size_t)n + 1, sizeof *l->names);
+    l->owned = calloc((size_t)n + 1, sizeof *l->owned);
+    l->ts = calloc((size_t)n + 1, sizeof *l->ts);
+    return l->names && l->owned && l->ts ? 0 : -1;
+}
+
+/* model.safetensors: the parameters under their own names. */
+static int list_model(tensor_list *l, const mp_params *ps)
+{
+    if (list_alloc(l, ps->n))
         return -1;
-    snprintf(*avg, l, "exp_avg.%s", param);
-    snprintf(*avg_sq, l, "exp_avg_sq.%s", param);
+    for (int i = 0; i < ps->n; i++) {
+        l->names[i] = ps->v[i].name;
+        l->ts[i] = ps->v[i].t;
+    }
+    return 0;
+}
+
+/* optim.safetensors: each parameter's AdamW moments, "exp_avg.<name>" and "exp_avg_sq.<name>". */
+static int list_moments(tensor_list *l, const mp_params *ps, const tr_adamw *o)
+{
+    if (list_alloc(l, 2 * ps->n))
+        return -1;
+    for (int i = 0; i < ps->n; i++)
+        for (int k = 0; k < 2; k++) {
+            size_t len = strlen(ps->v[i].name) + 16;
+            char *name = l->owned[2 * i + k] = malloc(len);
+            if (!name)
+                return -1;
+            snprintf(name, len, "%s.%s", k ? "exp_avg_sq" : "exp_avg", ps->v[i].name);
+            l->names[2 * i + k] = name;
+            l->ts[2 * i + k] = k ? o->exp_avg_sq[i] : o->exp_avg[i];
+        }
     return 0;
 }
 
@@ -282,35 +326,16 @@ int tr_ckpt_save(const char *run_dir, const tr_ckpt_state *st, const mp_params *
     if (mkdir(tmp, 0755) != 0)
         return fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
 
-    const char **names = calloc((size_t)ps->n * 2 + 1, sizeof *names);
-    char **owned = calloc((size_t)ps->n * 2 + 1, sizeof *owned);
-    tc_tensor **ts = calloc((size_t)ps->n * 2 + 1, sizeof *ts);
-    int rc = (!names || !owned || !ts) ? fail(err, errlen, "checkpoint: out of memory") : 0;
-    for (int i = 0; rc == 0 && i < ps->n; i++) {
-        names[i] = ps->v[i].name;
-        ts[i] = ps->v[i].t;
-    }
+    tensor_list model = {0}, moments = {0};
+    int rc = list_model(&model, ps) || list_moments(&moments, ps, o) ? fail(err, errlen, "checkpoint: out of memory") : 0;
     snprintf(p, sizeof p, "%s/model.safetensors", tmp);
     if (rc == 0)
-        rc = write_tensors(p, ts, names, ps->n, err, errlen);
-    for (int i = 0; rc == 0 && i < ps->n; i++) {
-        if (moment_names(ps->v[i].name, &owned[2 * i], &owned[2 * i + 1]) != 0) {
-            rc = fail(err, errlen, "checkpoint: out of memory");
-            break;
-        }
-        names[2 * i] = owned[2 * i];
-        names[2 * i + 1] = owned[2 * i + 1];
-        ts[2 * i] = o->exp_avg[i];
-        ts[2 * i + 1] = o->exp_avg_sq[i];
-    }
+        rc = write_tensors(p, model.ts, model.names, model.n, err, errlen);
     snprintf(p, sizeof p, "%s/optim.safetensors", tmp);
     if (rc == 0)
-        rc = write_tensors(p, ts, names, 2 * ps->n, err, errlen);
-    for (int i = 0; owned && i < 2 * ps->n; i++)
-        free(owned[i]);
-    free(owned);
-    free(names);
-    free(ts);
+        rc = write_tensors(p, moments.ts, moments.names, moments.n, err, errlen);
+    list_free(&model);
+    list_free(&moments);
 
     file_sum sums[2];
     for (int i = 0; rc == 0 && i < 2; i++) {
@@ -543,38 +568,19 @@ int tr_ckpt_load(const char *dir, const char *model_hash, tr_ckpt_state *st, mp_
                   st->model_hash, model_hash);
     if (rc == 0)
         rc = verify_files(dir, sums, err, errlen);
-    const char **names = calloc((size_t)ps->n * 2 + 1, sizeof *names);
-    char **owned = calloc((size_t)ps->n * 2 + 1, sizeof *owned);
-    tc_tensor **dst = calloc((size_t)ps->n * 2 + 1, sizeof *dst);
-    if (rc == 0 && (!names || !owned || !dst))
+    tensor_list model = {0}, moments = {0};
+    if (rc == 0 && (list_model(&model, ps) || list_moments(&moments, ps, o)))
         rc = fail(err, errlen, "checkpoint: out of memory");
-    for (int i = 0; rc == 0 && i < ps->n; i++) {
-        names[i] = ps->v[i].name;
-        dst[i] = ps->v[i].t;
-    }
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     if (rc == 0)
-        rc = load_file(p, ps->n, names, dst, err, errlen);
-    for (int i = 0; rc == 0 && i < ps->n; i++) {
-        if (moment_names(ps->v[i].name, &owned[2 * i], &owned[2 * i + 1]) != 0) {
-            rc = fail(err, errlen, "checkpoint: out of memory");
-            break;
-        }
-        names[2 * i] = owned[2 * i];
-        names[2 * i + 1] = owned[2 * i + 1];
-        dst[2 * i] = o->exp_avg[i];
-        dst[2 * i + 1] = o->exp_avg_sq[i];
-    }
+        rc = load_file(p, model.n, model.names, model.ts, err, errlen);
     snprintf(p, sizeof p, "%s/optim.safetensors", dir);
     if (rc == 0)
-        rc = load_file(p, 2 * ps->n, names, dst, err, errlen);
+        rc = load_file(p, moments.n, moments.names, moments.ts, err, errlen);
     if (rc == 0)
         o->step = st->step;
-    for (int i = 0; owned && i < 2 * ps->n; i++)
-        free(owned[i]);
-    free(owned);
-    free(names);
-    free(dst);
+    list_free(&model);
+    list_free(&moments);
     if (rc != 0)
         tr_ckpt_state_free(st);
     return rc;
