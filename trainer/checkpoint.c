@@ -284,19 +284,15 @@ static int list_checkpoints(const char *ckdir, char ***names, int sweep)
         if (strncmp(e->d_name, "step-", 5))
             continue;
         if (!strstr(e->d_name, ".tmp") && is_complete(ckdir, e->d_name)) {
-            char **grown = n == cap ? realloc(*names, (size_t)(cap = cap ? 2 * cap : 16) * sizeof **names) : *names;
-            char *name = grown ? strdup(e->d_name) : NULL;
-            if (!name) {
-                if (grown)
-                    *names = grown;
-                closedir(d);
-                free_names(*names, n);
-                *names = NULL;
-                errno = ENOMEM;
-                return -1;
+            if (n == cap) {
+                char **grown = realloc(*names, (size_t)(cap = cap ? 2 * cap : 16) * sizeof **names);
+                if (!grown)
+                    goto out_of_memory;
+                *names = grown;
             }
-            *names = grown;
-            (*names)[n++] = name;
+            if (!((*names)[n] = strdup(e->d_name)))
+                goto out_of_memory;
+            n++;
         } else if (sweep) {
             char p[4200];
             snprintf(p, sizeof p, "%s/%s", ckdir, e->d_name);
@@ -307,6 +303,12 @@ static int list_checkpoints(const char *ckdir, char ***names, int sweep)
     if (n)
         qsort(*names, (size_t)n, sizeof **names, cmp_names);
     return n;
+out_of_memory:
+    closedir(d);
+    free_names(*names, n);
+    *names = NULL;
+    errno = ENOMEM;
+    return -1;
 }
 
 int tr_ckpt_save(const char *run_dir, const tr_ckpt_state *st, const mp_params *ps, const tr_adamw *o,
