@@ -212,7 +212,9 @@ static char *state_json(const tr_ckpt_state *st, const file_sum sums[2], const c
     cJSON *data = cJSON_AddObjectToObject(j, "data");
     snprintf(num, sizeof num, "%lld", (long long)st->train_samples);
     cJSON_AddRawToObject(data, "train_samples", num);
-    cJSON_AddStringToObject(data, "vocab_md5", st->vocab_md5);
+    cJSON_AddStringToObject(data, "hash", st->data_hash);
+    snprintf(num, sizeof num, "%lld", (long long)st->seed);
+    cJSON_AddRawToObject(j, "seed", num);
     cJSON *files = cJSON_AddObjectToObject(j, "files");
     for (int i = 0; i < 2; i++) {
         cJSON *f = cJSON_AddObjectToObject(files, tensor_files[i]);
@@ -465,18 +467,23 @@ static const char *state_problem(const cJSON *j)
 {
     const cJSON *sam = cJSON_GetObjectItem(j, "sampler"), *data = cJSON_GetObjectItem(j, "data");
     const cJSON *files = cJSON_GetObjectItem(j, "files"), *rng = cJSON_GetObjectItem(j, "rng");
-    const cJSON *ws = cJSON_GetObjectItem(j, "world_size"), *md5 = cJSON_GetObjectItem(data, "vocab_md5");
+    const cJSON *ws = cJSON_GetObjectItem(j, "world_size"), *dh = cJSON_GetObjectItem(data, "hash");
+    const cJSON *version = cJSON_GetObjectItem(j, "version"), *th = cJSON_GetObjectItem(j, "threads");
     if (!is_count(cJSON_GetObjectItem(j, "step")))
         return "step";
+    if (!cJSON_IsNumber(version) || version->valuedouble != 1)
+        return "version (this build reads 1)";
+    if (!is_count(cJSON_GetObjectItem(j, "seed")))
+        return "seed";
     if (!is_count(cJSON_GetObjectItem(sam, "epoch")) || !is_count(cJSON_GetObjectItem(sam, "consumed")))
         return "sampler";
     if (!is_count(ws) || ws->valueint < 1)
         return "world_size";
-    if (!is_count(cJSON_GetObjectItem(j, "threads")))
+    if (!is_count(th) || th->valuedouble > 1e6)
         return "threads";
     if (!cJSON_IsString(cJSON_GetObjectItem(j, "model_hash")))
         return "model_hash";
-    if (!is_count(cJSON_GetObjectItem(data, "train_samples")) || !cJSON_IsString(md5) || strlen(md5->valuestring) > 32)
+    if (!is_count(cJSON_GetObjectItem(data, "train_samples")) || !cJSON_IsString(dh) || strlen(dh->valuestring) != 16)
         return "data";
     for (int i = 0; i < 2; i++) {
         const cJSON *f = cJSON_GetObjectItem(files, tensor_files[i]), *crc = cJSON_GetObjectItem(f, "crc32");
@@ -488,7 +495,7 @@ static const char *state_problem(const cJSON *j)
     const cJSON *r;
     cJSON_ArrayForEach(r, rng) if (!cJSON_IsString(r)) return "rng (one generator state per rank)";
     const cJSON *b = cJSON_GetObjectItem(j, "best_val_acc");
-    if (!cJSON_IsNumber(b) || !is_count(cJSON_GetObjectItem(j, "best_step")))
+    if (!cJSON_IsNumber(b) || b->valuedouble < 0 || b->valuedouble > 1 || !is_count(cJSON_GetObjectItem(j, "best_step")))
         return "best_val_acc";
     return NULL;
 }
@@ -519,7 +526,8 @@ static int parse_state(const char *path, tr_ckpt_state *st, file_sum sums[2], ch
     st->threads = cJSON_GetObjectItem(j, "threads")->valueint;
     snprintf(st->model_hash, sizeof st->model_hash, "%s", cJSON_GetObjectItem(j, "model_hash")->valuestring);
     st->train_samples = (int64_t)cJSON_GetObjectItem(data, "train_samples")->valuedouble;
-    snprintf(st->vocab_md5, sizeof st->vocab_md5, "%s", cJSON_GetObjectItem(data, "vocab_md5")->valuestring);
+    snprintf(st->data_hash, sizeof st->data_hash, "%s", cJSON_GetObjectItem(data, "hash")->valuestring);
+    st->seed = (int64_t)cJSON_GetObjectItem(j, "seed")->valuedouble;
     for (int i = 0; i < 2; i++) {
         const cJSON *f = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "files"), tensor_files[i]);
         sums[i].bytes = (int64_t)cJSON_GetObjectItem(f, "bytes")->valuedouble;
@@ -549,8 +557,9 @@ static int verify_files(const char *dir, const file_sum sums[2], char *err, size
         if (crc_file(p, &got.crc, &got.bytes, err, errlen))
             return -1;
         if (got.bytes != sums[i].bytes || got.crc != sums[i].crc)
-            return fail(err, errlen, "%s: damaged (%lld bytes, crc32 %08x; state.json says %lld bytes, crc32 %08x)", p,
-                        (long long)got.bytes, (unsigned)got.crc, (long long)sums[i].bytes, (unsigned)sums[i].crc);
+            return fail(err, errlen, "%s: damaged (%lld bytes, crc32 %08x; state.json says %lld bytes, crc32 %08x); "
+                        "remove its checkpoint folder to resume from an older one", p, (long long)got.bytes,
+                        (unsigned)got.crc, (long long)sums[i].bytes, (unsigned)sums[i].crc);
     }
     return 0;
 }
@@ -565,7 +574,12 @@ int tr_ckpt_load(const char *dir, const char *model_hash, tr_ckpt_state *st, mp_
     if (parse_state(p, st, sums, err, errlen) != 0)
         return -1;
     int rc = 0;
-    if (model_hash && strcmp(model_hash, st->model_hash))
+    const char *base = strrchr(dir, '/');
+    base = base ? base + 1 : dir;
+    long long named = -1;
+    if (sscanf(base, "step-%lld", &named) == 1 && named != st->step)
+        rc = fail(err, errlen, "%s: step %lld disagrees with its folder %s", p, (long long)st->step, base);
+    if (rc == 0 && model_hash && strcmp(model_hash, st->model_hash))
         rc = fail(err, errlen, "%s was trained with another model configuration (model hash %s, this config's %s)", dir,
                   st->model_hash, model_hash);
     if (rc == 0)

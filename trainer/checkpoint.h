@@ -23,8 +23,9 @@ typedef struct {
     int world_size;
     int threads;                  /* torch threads per rank: bit-exact resume needs the same */
     char model_hash[17];
+    int64_t seed;                 /* train.seed: the sampler's order follows it */
     int64_t train_samples;        /* the data trained on: a resume on other shards is refused */
-    char vocab_md5[33];
+    char data_hash[17];           /* the training split's ids in order, tokenizer and token limits */
     int n_rng;                    /* one dropout generator state per rank */
     char **rng_hex;
     double best_val_acc;
@@ -37,8 +38,9 @@ int tr_ckpt_save(const char *run_dir, const tr_ckpt_state *st, const mp_params *
 /* The newest complete checkpoint folder of run_dir into out: 1 found, 0 none, -1 error. */
 int tr_ckpt_find_latest(const char *run_dir, char *out, size_t outlen, char *err, size_t errlen);
 /* Loads dir into the parameters, the moments and st (every rank may call it). A checkpoint of
- * another model (model_hash differs; NULL skips the check), a missing, extra or misshapen tensor
- * is an error naming it; nothing is loaded past the first error. */
+ * another model (model_hash differs; NULL skips the check), a state.json that disagrees with its
+ * folder's step, a damaged file, a missing, extra or misshapen tensor is an error naming it;
+ * nothing is loaded past the first error. */
 int tr_ckpt_load(const char *dir, const char *model_hash, tr_ckpt_state *st, mp_params *ps, tr_adamw *o, char *err,
                  size_t errlen);
 void tr_ckpt_state_free(tr_ckpt_state *st);

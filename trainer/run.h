@@ -30,6 +30,7 @@ typedef struct {
     FILE *metrics;               /* rank 0 */
     int quiet, save_all_ranks;
     int agreed;                  /* every rank knows the run failed: exit without MPI_Abort */
+    int all_failed;              /* ... and every rank failed (the message is not one rank's) */
     tr_progress bar;             /* training steps, on rank 0's terminal */
     char err[1024];
 } tr_run;

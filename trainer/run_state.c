@@ -31,7 +31,8 @@ int tr_run_agree(tr_run *r, int local_rc)
     if (failed == 0)
         return 0;
     r->agreed = 1;
-    if (!local_rc || (failed == r->world && r->rank != 0))
+    r->all_failed = failed == r->world;
+    if (!local_rc || (r->all_failed && r->rank != 0))
         r->err[0] = 0;
     return -1;
 }
@@ -64,17 +65,25 @@ int tr_run_check_replicas(tr_run *r)
         snprintf(r->err, sizeof r->err, "replica check: out of memory");
         return -1;
     }
-    int rc = comm_allgather(r->g, &mine, all, sizeof mine, r->err, sizeof r->err);
-    for (int k = 1; rc == 0 && k < r->world; k++)
-        if (all[k] != all[0]) {
-            snprintf(r->err, sizeof r->err, "replicas diverged at step %lld: rank %d holds weights %016llx, rank 0 %016llx",
-                     (long long)r->step, k, (unsigned long long)all[k], (unsigned long long)all[0]);
-            rc = -1;
-        }
-    if (rc == 0)
+    if (comm_allgather(r->g, &mine, all, sizeof mine, r->err, sizeof r->err)) {
+        free(all);
+        return -1;
+    }
+    int k = 1;
+    while (k < r->world && all[k] == all[0])
+        k++;
+    if (k < r->world) {
+        /* Every rank saw the same gather: all fail together, rank 0 says it. */
+        snprintf(r->err, sizeof r->err, "replicas diverged at step %lld: rank %d holds weights %016llx, rank 0 %016llx",
+                 (long long)r->step, k, (unsigned long long)all[k], (unsigned long long)all[0]);
+        r->agreed = r->all_failed = 1;
+        if (r->rank != 0)
+            r->err[0] = 0;
+    } else {
         tr_run_say(r, "replicas identical on %d ranks (weights %016llx)", r->world, (unsigned long long)all[0]);
+    }
     free(all);
-    return rc;
+    return k < r->world ? -1 : 0;
 }
 
 static char *hex_of(const unsigned char *p, size_t n)
@@ -98,17 +107,39 @@ static int unhex(const char *s, unsigned char *out, size_t n)
     return 0;
 }
 
+/* FNV-1a of what makes the training data what it is: the tokenizer, the token limits, the label
+ * space and the training split's conversations in order. Equal counts are not equal data. */
+static void data_hash(const ds_manifest *m, char out[17])
+{
+    uint64_t h = 1469598103934665603ull;
+    char head[128];
+    snprintf(head, sizeof head, "%s %d %d %d %d", m->vocab_md5, m->vocab_size, m->utt_max_tokens, m->ctx_max_tokens,
+             m->labels);
+    const ds_manifest_split *train = ds_manifest_find_split(m, "train");
+    for (size_t i = 0; i <= (train ? train->conversation_ids.n : 0); i++) {
+        const char *p = i == 0 ? head : train->conversation_ids.v[i - 1];
+        for (; *p; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ull;
+        h = (h ^ '\n') * 1099511628211ull;
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
 /* Rank 0's half of a save: the state of every rank (RNG states gathered in all) to disk. */
 static int write_checkpoint(tr_run *r, const unsigned char *all, size_t len)
 {
     ds_sampler_position pos = ds_sampler_get_position(&r->sampler);
-    const ds_manifest *m = ds_loader_manifest(r->loader);
+    /* A finished epoch is saved as the start of the next, the one position every world size
+     * can continue from; the order of epoch e + 1 is what the uninterrupted run draws next. */
+    size_t global = (size_t)r->world * (size_t)r->cfg.train.batch_size;
+    if (pos.consumed >= ds_sampler_steps_per_epoch(&r->sampler) * global)
+        pos = (ds_sampler_position){pos.epoch + 1, 0};
     tr_ckpt_state st = {.step = r->step, .sampler_epoch = pos.epoch, .sampler_consumed = pos.consumed,
-                        .world_size = r->world, .threads = r->threads,
+                        .world_size = r->world, .threads = r->threads, .seed = r->cfg.train.seed,
                         .train_samples = (int64_t)ds_loader_count(r->loader, "train"), .n_rng = r->world,
                         .best_val_acc = r->best_acc, .best_step = r->best_step};
     memcpy(st.model_hash, r->cfg.model_hash, sizeof st.model_hash);
-    memcpy(st.vocab_md5, m->vocab_md5, sizeof st.vocab_md5);
+    data_hash(ds_loader_manifest(r->loader), st.data_hash);
     st.rng_hex = calloc((size_t)r->world, sizeof *st.rng_hex);
     int rc = st.rng_hex ? 0 : -1;
     for (int k = 0; rc == 0 && k < r->world; k++)
@@ -127,14 +158,20 @@ int tr_run_save(tr_run *r)
     size_t len = 0;
     tc_generator_get_state(r->dropout_gen, NULL, &len);
     unsigned char *mine = calloc(len ? len : 1, 1), *all = calloc(len ? len * (size_t)r->world : 1, 1);
+    if (!mine || !all) {
+        /* Without the buffers this rank cannot join the gather the others are entering. */
+        fprintf(stderr, "empd train: rank %d: checkpoint: out of memory for %zu bytes of generator states\n", r->rank,
+                len * (size_t)r->world);
+        comm_abort(r->g, 1);
+    }
     int rc = 0;
-    if (!mine || !all || !len || tc_generator_get_state(r->dropout_gen, mine, &len) != TC_OK) {
+    if (!len || tc_generator_get_state(r->dropout_gen, mine, &len) != TC_OK) {
         snprintf(r->err, sizeof r->err, "checkpoint: cannot read the dropout generator of rank %d", r->rank);
         rc = -1;
     }
     /* Every rank takes part in the gather even after a local failure, so none waits on a
      * collective the others skipped; the outcome is agreed on below. */
-    if (mine && all && comm_allgather(r->g, mine, all, len, rc ? NULL : r->err, rc ? 0 : sizeof r->err))
+    if (comm_allgather(r->g, mine, all, len, rc ? NULL : r->err, rc ? 0 : sizeof r->err))
         rc = -1;
     if (rc == 0 && r->rank == 0)
         rc = write_checkpoint(r, all, len);
@@ -174,18 +211,23 @@ static int load_checkpoint(tr_run *r, const char *dir)
     tr_ckpt_state st;
     if (tr_ckpt_load(dir, r->cfg.model_hash, &st, &r->model.params, &r->opt, r->err, sizeof r->err))
         return -1;
-    const ds_manifest *m = ds_loader_manifest(r->loader);
+    char hash[17];
+    data_hash(ds_loader_manifest(r->loader), hash);
     int64_t n_train = (int64_t)ds_loader_count(r->loader, "train");
     ds_sampler_position pos = {st.sampler_epoch, st.sampler_consumed};
-    int rc = 0;
-    if (st.train_samples != n_train || strcmp(st.vocab_md5, m->vocab_md5)) {
-        snprintf(r->err, sizeof r->err, "resume: %s was trained on other shards (%lld training samples, vocab %s; "
-                 "%s has %lld, vocab %s)", dir, (long long)st.train_samples, st.vocab_md5, r->cfg.data.shards,
-                 (long long)n_train, m->vocab_md5);
-        rc = -1;
-    } else {
-        rc = ds_sampler_set_position(&r->sampler, &pos, r->err, sizeof r->err);
-    }
+    int rc = -1;
+    if (st.train_samples != n_train || strcmp(st.data_hash, hash))
+        snprintf(r->err, sizeof r->err, "resume: %s was trained on other shards (%lld training samples, data %s; "
+                 "%s has %lld, data %s)", dir, (long long)st.train_samples, st.data_hash, r->cfg.data.shards,
+                 (long long)n_train, hash);
+    else if (st.seed != r->cfg.train.seed)
+        snprintf(r->err, sizeof r->err, "resume: %s was trained with train.seed %lld, the configuration has %lld "
+                 "(the sampling order follows the seed)", dir, (long long)st.seed, (long long)r->cfg.train.seed);
+    else if (ds_sampler_set_position(&r->sampler, &pos, r->err, sizeof r->err) == 0)
+        rc = 0;
+    else
+        snprintf(r->err + strlen(r->err), sizeof r->err - strlen(r->err), " (checkpoint %s: %d ranks)", dir,
+                 st.world_size);
     if (rc == 0 && st.world_size == r->world) {
         size_t len = 0;
         tc_generator_get_state(r->dropout_gen, NULL, &len);
@@ -209,8 +251,6 @@ static int load_checkpoint(tr_run *r, const char *dir)
         r->step = st.step;
         r->best_acc = st.best_val_acc;
         r->best_step = st.best_step;
-        tr_run_say(r, "resume: continuing from %s (step %lld, epoch %llu)", dir, (long long)st.step,
-                   (unsigned long long)st.sampler_epoch);
     }
     tr_ckpt_state_free(&st);
     return rc;
@@ -228,8 +268,12 @@ int tr_run_start(tr_run *r, const char *how)
         tr_run_say(r, "resume: no complete checkpoint in %s/checkpoints, starting fresh", r->out);
     rc = dir[0] ? load_checkpoint(r, dir) : 0;
     if (rc == 0 && r->rank == 0)
-        rc = tr_rundir_open(r->out, how ? r->step : -1, r->cfg.json, &r->metrics, r->err, sizeof r->err);
+        rc = tr_rundir_open(r->out, how ? r->step : -1, dir[0] ? dir : NULL, r->cfg.json, &r->metrics, r->err,
+                            sizeof r->err);
     if (tr_run_agree(r, rc))
         return -1;
+    if (dir[0])
+        tr_run_say(r, "resume: continuing from %s (step %lld, epoch %llu)", dir, (long long)r->step,
+                   (unsigned long long)r->sampler.epoch);
     return dir[0] ? tr_run_check_replicas(r) : 0;
 }

@@ -2,6 +2,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,9 +50,10 @@ static int truncate_metrics(const char *path, int64_t step, char *err, size_t er
     ssize_t n;
     int rc = 0;
     while (rc == 0 && (n = getline(&line, &lcap, f)) > 0) {
-        cJSON *j = cJSON_ParseWithLength(line, (size_t)n);
+        /* A line cut short by the stop (no newline, or not JSON) is dropped with the rest. */
+        cJSON *j = line[n - 1] == '\n' ? cJSON_ParseWithLength(line, (size_t)n) : NULL;
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step");
-        int keep = !cJSON_IsNumber(s) || s->valuedouble <= (double)step;
+        int keep = cJSON_IsObject(j) && (!cJSON_IsNumber(s) || s->valuedouble <= (double)step);
         cJSON_Delete(j);
         if (!keep)
             continue;
@@ -74,15 +76,30 @@ static int truncate_metrics(const char *path, int64_t step, char *err, size_t er
     return rc;
 }
 
-int tr_rundir_open(const char *dir, int64_t resume_step, const char *config_json, FILE **metrics, char *err,
-                   size_t errlen)
+/* Whether checkpoint folder ck lies in run folder dir's checkpoints/. */
+static int belongs_to(const char *ck, const char *dir)
+{
+    char a[PATH_MAX], b[PATH_MAX], mine[4200];
+    snprintf(mine, sizeof mine, "%s/checkpoints", dir);
+    if (!realpath(ck, a) || !realpath(mine, b))
+        return 0;
+    char *slash = strrchr(a, '/');
+    if (slash)
+        *slash = 0;
+    return !strcmp(a, b);
+}
+
+int tr_rundir_open(const char *dir, int64_t resume_step, const char *resumed_from, const char *config_json,
+                   FILE **metrics, char *err, size_t errlen)
 {
     char metrics_path[4200], ck[4200], latest[4300];
     *metrics = NULL;
     snprintf(metrics_path, sizeof metrics_path, "%s/metrics.jsonl", dir);
     snprintf(ck, sizeof ck, "%s/checkpoints", dir);
-    if (resume_step < 0 && (exists(metrics_path) || exists(ck)))
-        return fail(err, errlen, "%s already holds a run: continue it with --resume auto, or choose another --out", dir);
+    int starts_here = resume_step < 0 || (resumed_from && !belongs_to(resumed_from, dir));
+    if (starts_here && (exists(metrics_path) || exists(ck)))
+        return fail(err, errlen, "%s already holds a run: continue it with --resume auto, or choose another --out%s", dir,
+                    resume_step < 0 ? "" : " to continue a checkpoint of another run");
     if (resume_step >= 0) {
         int found = tr_ckpt_find_latest(dir, latest, sizeof latest, err, errlen);
         if (found < 0)
@@ -91,7 +108,8 @@ int tr_rundir_open(const char *dir, int64_t resume_step, const char *config_json
         long long newest = name ? strtoll(name + 6, NULL, 10) : -1; /* "/step-NNNNNNNN" */
         if (newest > resume_step)
             return fail(err, errlen, "%s has a newer checkpoint (step %lld) than the one resumed from (step %lld): "
-                        "resume from the newest, or use another --out", dir, newest, (long long)resume_step);
+                        "resume from the newest, remove the newer ones, or use another --out", dir, newest,
+                        (long long)resume_step);
     }
     if (mkdir_p(dir) != 0)
         return fail(err, errlen, "%s: cannot create the run folder: %s", dir, strerror(errno));

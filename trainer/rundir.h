@@ -10,9 +10,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* Rank 0 only. resume_step < 0: a fresh run. Creates dir (and parents), writes config_json to
- * dir/config.json, and returns metrics.jsonl open for appending in *metrics. */
-int tr_rundir_open(const char *dir, int64_t resume_step, const char *config_json, FILE **metrics, char *err,
-                   size_t errlen);
+/* Rank 0 only. resume_step < 0: a fresh run; else the run continues from the checkpoint folder
+ * resumed_from (NULL: none was found, the run starts over). A checkpoint of another run folder
+ * starts a new run here, so this folder must not hold one. Creates dir (and parents), writes
+ * config_json to dir/config.json, and returns metrics.jsonl open for appending in *metrics. */
+int tr_rundir_open(const char *dir, int64_t resume_step, const char *resumed_from, const char *config_json,
+                   FILE **metrics, char *err, size_t errlen);
 
 #endif

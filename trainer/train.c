@@ -245,9 +245,13 @@ static int train_loop(tr_run *r)
 {
     const tr_config *c = &r->cfg;
     size_t bs = (size_t)c->train.batch_size;
-    if (r->step >= c->train.max_steps)
-        tr_run_say(r, "train: the checkpoint is at step %lld, not before train.max_steps (%lld): nothing to train",
-                   (long long)r->step, (long long)c->train.max_steps);
+    if (r->step > c->train.max_steps) {
+        snprintf(r->err, sizeof r->err, "the checkpoint is at step %lld, past train.max_steps (%lld)",
+                 (long long)r->step, (long long)c->train.max_steps);
+        return tr_run_agree(r, -1);
+    }
+    if (r->step == c->train.max_steps)
+        tr_run_say(r, "train: the run is at train.max_steps (%lld) already: nothing to train", (long long)r->step);
     else
         tr_run_say(r, "train: %zu samples, %d rank%s x batch %zu, %zu steps per epoch, %zu parameters, %d thread%s per rank",
                    ds_loader_count(r->loader, "train"), r->world, r->world > 1 ? "s" : "", bs,
@@ -255,7 +259,8 @@ static int train_loop(tr_run *r)
     size_t *idx = malloc(bs * sizeof *idx);
     ds_batch b = {0};
     if (!idx || ds_batch_alloc(&b, (int)bs, DS_MAX_UTT, (int)c->model.utt_tokens, 2, r->err, sizeof r->err)) {
-        snprintf(r->err, sizeof r->err, "train: out of memory for a batch of %zu", bs);
+        if (!idx)
+            snprintf(r->err, sizeof r->err, "train: out of memory for a batch of %zu", bs);
         free(idx);
         return -1;
     }
@@ -283,7 +288,7 @@ static int train_loop(tr_run *r)
     }
     tr_progress_end(&r->bar);
     if (rc == 0)
-        rc = export_final(r);
+        rc = tr_run_agree(r, export_final(r));
     if (rc == 0)
         tr_run_say(r, "train: done at step %lld; best val accuracy %.4f at step %lld", (long long)r->step, r->best_acc,
                    (long long)r->best_step);
@@ -421,7 +426,7 @@ int cmd_train(int argc, char **argv)
     if (rc == 0)
         rc = broadcast_weights(&r) || tr_run_start(&r, resume_how) || train_loop(&r);
     if (rc && r.err[0]) {
-        if (r.world > 1)
+        if (r.world > 1 && !r.all_failed)
             fprintf(stderr, "empd train: rank %d: %s\n", r.rank, r.err);
         else
             fprintf(stderr, "empd train: %s\n", r.err);

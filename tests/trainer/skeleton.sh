@@ -10,7 +10,8 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 shards=$WORK/shards
 t=$WORK/$name
 rm -rf "$t" && mkdir -p "$t"
-common=(--config "$cfg" --shards "$shards" --set train.threads=1 --quiet)
+loud=(--config "$cfg" --shards "$shards" --set train.threads=1)
+common=("${loud[@]}" --quiet)
 
 # Train losses of a run's metrics.jsonl, one "step loss" per line, bit-exact text.
 losses() { grep '"event":"train"' "$1/metrics.jsonl" | sed -E 's/.*"step":([0-9]+),.*"loss":([^,]+),.*/\1 \2/'; }
@@ -38,7 +39,13 @@ cli)
   if mpi 2 "$EMPD" train --set train.lr=-1 >"$t/out" 2>"$t/err"; then fail "negative lr accepted on 2 ranks"; fi
   [ "$(cat "$t/out" "$t/err" | grep -c '^empd')" -eq 1 ] || fail "2 ranks, one error, but: $(cat "$t/out" "$t/err")"
   if grep -q MPI_ABORT "$t/err"; then fail "an error every rank saw went through MPI_Abort"; fi
-  grep -q "empd train: rank 0: config: train.lr = -1 is outside" "$t/err" || fail "2-rank error line: $(cat "$t/err")"
+  grep -q "^empd train: config: train.lr = -1 is outside" "$t/err" || fail "2-rank error line: $(cat "$t/err")"
+  # An error on one rank only (rank 1 is given a missing shard folder): that rank's line, once.
+  if "$MPIEXEC" --oversubscribe -np 1 "$EMPD" train --shards "$WORK/shards" --out "$t/one" : \
+       -np 1 "$EMPD" train --shards "$t/none" --out "$t/one" >"$t/out" 2>"$t/err"; then fail "rank 1's error ignored"; fi
+  [ "$(cat "$t/out" "$t/err" | grep -c '^empd')" -eq 1 ] || fail "one rank's error: $(cat "$t/out" "$t/err")"
+  grep -q "^empd train: rank 1: $t/none/manifest.json: cannot open" "$t/err" || fail "rank 1 line: $(cat "$t/err")"
+  if grep -q MPI_ABORT "$t/err"; then fail "a failure all ranks agreed on went through MPI_Abort"; fi
   if "$EMPD" train --max-steps 3abc 2>"$t/err"; then fail "--max-steps 3abc accepted"; fi
   grep -q "train.max_steps must be a number, got 3abc" "$t/err" || fail "trailing garbage: $(cat "$t/err")"
   if "$EMPD" train --bogus 2>"$t/err"; then fail "unknown option accepted"; fi
@@ -117,8 +124,12 @@ resume)
   mpi 2 "$EMPD" train "${common[@]}" --out "$t/full" --max-steps 30 --set train.checkpoint_every=0
   mpi 2 "$EMPD" train "${common[@]}" --out "$t/split" --max-steps 15 --set train.checkpoint_every=0
   [ -e "$t/split/checkpoints/step-00000015/COMPLETE" ] || fail "no complete checkpoint at step 15"
-  mpi 2 "$EMPD" train "${common[@]}" --out "$t/split" --max-steps 30 --set train.checkpoint_every=0 --resume auto
+  mpi 2 "$EMPD" train "${loud[@]}" --out "$t/split" --max-steps 30 --set train.checkpoint_every=0 \
+    --resume auto >"$t/log"
+  grep -q "resume: continuing from $t/split/checkpoints/step-00000015 (step 15, epoch 0)" "$t/log" ||
+    fail "the second run did not resume: $(cat "$t/log")"
   "$EMPD_PYTHON" "$here/compare.py" "$t/full/model.safetensors" "$t/split/model.safetensors" exact
+  [ "$(losses "$t/full" | wc -l)" -eq 30 ] || fail "expected 30 train events"
   diff <(losses "$t/full") <(losses "$t/split") || fail "losses differ after resume"
   echo "resume: 30 steps == 15 + resume + 15, weights and $(losses "$t/full" | wc -l) losses bit-identical"
   ;;
@@ -128,8 +139,14 @@ checkpoints)
   mpi 2 "$EMPD" train "${common[@]}" --out "$t/full" --max-steps 30 --set train.checkpoint_every=0
   mpi 2 "$EMPD" train "${common[@]}" --out "$t/crash" --max-steps 30 --set train.checkpoint_every=10
   rm -rf "$t/crash/checkpoints/step-00000030" "$t/crash/checkpoints/step-00000020/COMPLETE"
+  printf '{"event":"train","step":31,"epo' >>"$t/crash/metrics.jsonl"   # a line the crash cut short
   cp -r "$t/crash" "$t/crash.orig"
-  mpi 2 "$EMPD" train "${common[@]}" --out "$t/crash" --max-steps 30 --set train.checkpoint_every=10 --resume auto
+  mpi 2 "$EMPD" train "${loud[@]}" --out "$t/crash" --max-steps 30 --set train.checkpoint_every=10 \
+    --resume auto >"$t/log"
+  grep -q "continuing from $t/crash/checkpoints/step-00000010 (step 10" "$t/log" || fail "no resume: $(cat "$t/log")"
+  "$EMPD_PYTHON" -c 'import json, sys; [json.loads(l) for l in open(sys.argv[1])]' "$t/crash/metrics.jsonl" ||
+    fail "metrics.jsonl is not one JSON object per line after the resume"
+  [ "$(losses "$t/crash" | wc -l)" -eq 30 ] || fail "expected 30 train events after the resume"
   "$EMPD_PYTHON" "$here/compare.py" "$t/full/model.safetensors" "$t/crash/model.safetensors" exact
   diff <(losses "$t/full") <(losses "$t/crash") || fail "losses differ after resuming from step 10"
   # A fresh run into a folder holding a run is refused, and touches nothing.
@@ -140,19 +157,34 @@ checkpoints)
     fail "resumed behind a newer checkpoint"
   fi
   grep -q "newer checkpoint (step 30)" "$t/err" || fail "no clear line: $(cat "$t/err")"
+  # A checkpoint of another run continues only into a folder without a run.
+  if "$EMPD" train "${common[@]}" --out "$t/full" --max-steps 40 --resume "$t/crash/checkpoints/step-00000030" 2>"$t/err"; then
+    fail "a checkpoint of another run continued into a run folder"
+  fi
+  grep -q "$t/full already holds a run" "$t/err" || fail "no clear line: $(cat "$t/err")"
   if "$EMPD" train "${common[@]}" --out "$t/crash" --resume "$t/nowhere" 2>"$t/err"; then fail "resumed from nothing"; fi
   grep -q "resume: $t/nowhere: No such file" "$t/err" || fail "no clear line: $(cat "$t/err")"
   # Another world size continues the same epoch (one rank, twice the batch, same global batch).
   "$EMPD" train "${common[@]}" --out "$t/crash" --max-steps 35 --set train.batch_size=16 --resume auto >"$t/log" 2>&1 ||
     fail "resume on 1 rank failed: $(cat "$t/log")"
   [ -e "$t/crash/checkpoints/step-00000035/COMPLETE" ] || fail "no checkpoint after resuming on another world size"
-  # Other shards (other training samples) are refused.
-  "$EMPD" synth --out "$t/corpus2" --conversations 200 --seed 5 >/dev/null
-  "$EMPD" shard --data "$t/corpus2" --out "$t/shards2" >/dev/null
+  # Other shards are refused, even with as many training samples (another split of the same corpus).
+  "$EMPD" shard --data "$WORK/corpus" --out "$t/shards2" --split-seed 7 >/dev/null
   if "$EMPD" train "${common[@]}" --shards "$t/shards2" --out "$t/crash" --max-steps 40 --resume auto 2>"$t/err"; then
     fail "resumed on other shards"
   fi
   grep -q "was trained on other shards" "$t/err" || fail "no clear line: $(cat "$t/err")"
+  if "$EMPD" train "${common[@]}" --out "$t/crash" --max-steps 40 --set train.seed=7 --resume auto 2>"$t/err"; then
+    fail "resumed with another seed"
+  fi
+  grep -q "was trained with train.seed 42" "$t/err" || fail "no clear line: $(cat "$t/err")"
+  # A checkpoint at the end of an epoch continues on any world size (1 rank x 8 -> 2 ranks x 8).
+  per_epoch=$("$EMPD_PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["splits"]["train"]["count"] // 8)' \
+    "$shards/manifest.json")
+  "$EMPD" train "${common[@]}" --out "$t/epoch" --max-steps "$per_epoch"
+  mpi 2 "$EMPD" train "${common[@]}" --out "$t/epoch" --max-steps $((per_epoch + 5)) --resume auto ||
+    fail "an epoch-end checkpoint did not resume on 2 ranks"
+  grep -q "\"step\":$((per_epoch + 5)),\"epoch\":1" "$t/epoch/metrics.jsonl" || fail "the resumed steps are not in epoch 1"
   echo "checkpoints: torn and lost checkpoints, rewound metrics, refusals, world-size change: all as expected"
   ;;
 learns)

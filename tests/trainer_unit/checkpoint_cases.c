@@ -89,6 +89,8 @@ static tr_ckpt_state sample_state(int64_t step, double best_val_acc) {
                         .sampler_consumed = 123456789012ull,
                         .world_size = 2,
                         .model_hash = HASH,
+                        .seed = 42,
+                        .data_hash = "fedcba9876543210",
                         .n_rng = 2,
                         .rng_hex = rng,
                         .best_val_acc = best_val_acc,
@@ -333,6 +335,11 @@ void test_ckpt_bad_files(void **state) {
         {"rng", "[]", "'rng"},
         {"files", NULL, "'files'"},
         {"data", "{\"train_samples\": 3}", "'data'"},
+        {"version", "2", "'version"},
+        {"seed", NULL, "'seed'"},
+        {"best_val_acc", "5", "'best_val_acc'"},
+        {"threads", "1e12", "'threads'"},
+        {"step", "2", "step 2 disagrees with its folder step-00000001"},
     };
     trained a, b;
     trained_init(&a, 3, 1);
