@@ -1,22 +1,11 @@
 #include "dataset/loader.h"
 
+#include "dataset/error.h"
 #include "dataset/shard.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 struct ds_loader {
     ds_manifest m;
@@ -37,7 +26,7 @@ int ds_batch_alloc(ds_batch *b, int B, int U, int L, int C, char *err, size_t er
 {
     memset(b, 0, sizeof *b);
     if (B < 1 || U < 1 || U > DS_MAX_UTT || L < 2 || C < 2)
-        return fail(err, errlen, DS_SHARD_EINVAL, "batch %dx%dx%d, context %d: need B >= 1, 1 <= U <= %d, L >= 2, "
+        return ds_fail(err, errlen, DS_SHARD_EINVAL, "batch %dx%dx%d, context %d: need B >= 1, 1 <= U <= %d, L >= 2, "
                     "C >= 2", B, U, L, C, DS_MAX_UTT);
     size_t bul = (size_t)B * U * L, bu = (size_t)B * U, bc = (size_t)B * C;
     b->B = B;
@@ -57,7 +46,7 @@ int ds_batch_alloc(ds_batch *b, int B, int U, int L, int C, char *err, size_t er
     if (!b->utt_tokens || !b->utt_mask || !b->utt_valid || !b->utt_role || !b->ctx_tokens || !b->ctx_mask ||
         !b->meta || !b->label7 || !b->label32 || !b->sample_index) {
         ds_batch_free(b);
-        return fail(err, errlen, DS_SHARD_ENOMEM, "batch %dx%dx%d: out of memory", B, U, L);
+        return ds_fail(err, errlen, DS_SHARD_ENOMEM, "batch %dx%dx%d: out of memory", B, U, L);
     }
     return DS_SHARD_OK;
 }
@@ -97,20 +86,20 @@ int ds_loader_open(const char *shards_dir, ds_loader **out, char *err, size_t er
     if (!l || !path) {
         free(l);
         free(path);
-        return fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", shards_dir);
+        return ds_fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", shards_dir);
     }
     snprintf(path, plen, "%s/%s", shards_dir, DS_MANIFEST_FILE);
     int rc = ds_manifest_read(path, &l->m, err, errlen);
     free(path);
     if (!rc && !(l->readers = calloc((size_t)l->m.n_splits + 1, sizeof *l->readers)))
-        rc = fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", shards_dir);
+        rc = ds_fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", shards_dir);
     for (int i = 0; !rc && i < l->m.n_splits; i++) {
         const ds_manifest_split *s = &l->m.splits[i];
         if (s->shards.n == 0)
             continue;
         rc = ds_shard_reader_open(shards_dir, s->name, s->shards.v, s->shards.n, &l->readers[i], err, errlen);
         if (!rc && ds_shard_reader_count(l->readers[i]) != s->count)
-            rc = fail(err, errlen, DS_SHARD_ECORRUPT, "%s: split %s has %zu records in its shards, manifest.json "
+            rc = ds_fail(err, errlen, DS_SHARD_ECORRUPT, "%s: split %s has %zu records in its shards, manifest.json "
                       "says %zu (re-run the sharder)", shards_dir, s->name, ds_shard_reader_count(l->readers[i]),
                       s->count);
     }
@@ -186,17 +175,17 @@ int ds_loader_fill(ds_loader *l, const char *split, const size_t *indices, int n
 {
     b->n = 0;
     if (n < 0 || n > b->B)
-        return fail(err, errlen, DS_SHARD_EINVAL, "fill: %d rows for a batch of %d", n, b->B);
+        return ds_fail(err, errlen, DS_SHARD_EINVAL, "fill: %d rows for a batch of %d", n, b->B);
     int s = split_index(l, split);
     if (s < 0)
-        return fail(err, errlen, DS_SHARD_ENOENT, "split \"%s\": not in the manifest", split);
+        return ds_fail(err, errlen, DS_SHARD_ENOENT, "split \"%s\": not in the manifest", split);
     /* Zero everything first: padding, absent utterances and rows >= n all read as zero without
      * per-field bookkeeping, and a (B=64, U=10, L=128) batch clears in well under a millisecond. */
     batch_zero(b);
     if (n == 0)
         return DS_SHARD_OK;
     if (!l->readers[s])
-        return fail(err, errlen, DS_SHARD_ENOENT, "split %s: index %zu out of range (the split is empty)", split,
+        return ds_fail(err, errlen, DS_SHARD_ENOENT, "split %s: index %zu out of range (the split is empty)", split,
                     indices[0]);
     ds_shard_txn *t;
     int rc = ds_shard_txn_begin(l->readers[s], &t, err, errlen);

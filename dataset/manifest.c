@@ -1,5 +1,6 @@
 #include "dataset/manifest.h"
 
+#include "dataset/error.h"
 #include "dataset/record.h"
 #include "dataset/shard.h"
 
@@ -7,22 +8,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 int ds_strv_push(ds_strv *s, const char *str)
 {
@@ -160,28 +149,28 @@ static int is_md5(const char *s)
 static int check_manifest(const ds_manifest *m, const char *path, int code, char *err, size_t errlen)
 {
     if (m->version != DS_MANIFEST_VERSION)
-        return fail(err, errlen, code, "%s: version: %d (this empd reads version %d)", path, m->version,
+        return ds_fail(err, errlen, code, "%s: version: %d (this empd reads version %d)", path, m->version,
                     DS_MANIFEST_VERSION);
     if (m->format_version < 1)
-        return fail(err, errlen, code, "%s: format_version: %d (expected >= 1)", path, m->format_version);
+        return ds_fail(err, errlen, code, "%s: format_version: %d (expected >= 1)", path, m->format_version);
     if (m->labels != 7 && m->labels != 32)
-        return fail(err, errlen, code, "%s: labels: %d (expected 7 or 32)", path, m->labels);
+        return ds_fail(err, errlen, code, "%s: labels: %d (expected 7 or 32)", path, m->labels);
     for (int i = 0; i < m->n_splits; i++) {
         const ds_manifest_split *s = &m->splits[i];
         if (!ds_shard_split_name_ok(s->name))
-            return fail(err, errlen, code, "%s: splits: name \"%s\" (expected 1..%d of [a-z0-9_])", path, s->name,
+            return ds_fail(err, errlen, code, "%s: splits: name \"%s\" (expected 1..%d of [a-z0-9_])", path, s->name,
                         DS_SPLIT_NAME_MAX);
         if (s->conversation_ids.n != s->count)
-            return fail(err, errlen, code, "%s: splits.%s.conversation_ids: %zu ids for count %zu", path, s->name,
+            return ds_fail(err, errlen, code, "%s: splits.%s.conversation_ids: %zu ids for count %zu", path, s->name,
                         s->conversation_ids.n, s->count);
         for (size_t k = 0; k < s->conversation_ids.n; k++) {
             size_t len = strlen(s->conversation_ids.v[k]);
             if (len == 0 || len > DS_CONV_ID_MAX)
-                return fail(err, errlen, code, "%s: splits.%s.conversation_ids[%zu]: length %zu (expected 1..%d)",
+                return ds_fail(err, errlen, code, "%s: splits.%s.conversation_ids[%zu]: length %zu (expected 1..%d)",
                             path, s->name, k, len, DS_CONV_ID_MAX);
         }
         if (s->count > 0 && s->shards.n == 0)
-            return fail(err, errlen, code, "%s: splits.%s.shards: empty for %zu samples", path, s->name, s->count);
+            return ds_fail(err, errlen, code, "%s: splits.%s.shards: empty for %zu samples", path, s->name, s->count);
         const int64_t *h[2] = {s->label7_hist, s->label32_hist};
         const int hn[2] = {7, 32};
         const char *hname[2] = {"label7_histogram", "label32_histogram"};
@@ -189,24 +178,24 @@ static int check_manifest(const ds_manifest *m, const char *path, int code, char
             int64_t sum = 0;
             for (int j = 0; j < hn[k]; j++) {
                 if (h[k][j] < 0)
-                    return fail(err, errlen, code, "%s: splits.%s.%s[%d]: %lld (expected >= 0)", path, s->name,
+                    return ds_fail(err, errlen, code, "%s: splits.%s.%s[%d]: %lld (expected >= 0)", path, s->name,
                                 hname[k], j, (long long)h[k][j]);
                 sum += h[k][j];
             }
             if (sum > (int64_t)s->count)
-                return fail(err, errlen, code, "%s: splits.%s.%s: sums to %lld, more than count %zu", path,
+                return ds_fail(err, errlen, code, "%s: splits.%s.%s: sums to %lld, more than count %zu", path,
                             s->name, hname[k], (long long)sum, s->count);
         }
     }
     if (!is_md5(m->vocab_md5))
-        return fail(err, errlen, code, "%s: tokenizer.vocab_md5: \"%s\" is not 32 lowercase hex digits", path,
+        return ds_fail(err, errlen, code, "%s: tokenizer.vocab_md5: \"%s\" is not 32 lowercase hex digits", path,
                     m->vocab_md5);
     if (m->vocab_size < 1 || m->vocab_size > 65536)
-        return fail(err, errlen, code, "%s: tokenizer.vocab_size: %d (expected 1..65536)", path, m->vocab_size);
+        return ds_fail(err, errlen, code, "%s: tokenizer.vocab_size: %d (expected 1..65536)", path, m->vocab_size);
     if (m->utt_max_tokens < 1 || m->utt_max_tokens > 65535)
-        return fail(err, errlen, code, "%s: tokenizer.utt_max_tokens: %d (expected 1..65535)", path, m->utt_max_tokens);
+        return ds_fail(err, errlen, code, "%s: tokenizer.utt_max_tokens: %d (expected 1..65535)", path, m->utt_max_tokens);
     if (m->ctx_max_tokens < 1 || m->ctx_max_tokens > 65535)
-        return fail(err, errlen, code, "%s: tokenizer.ctx_max_tokens: %d (expected 1..65535)", path, m->ctx_max_tokens);
+        return ds_fail(err, errlen, code, "%s: tokenizer.ctx_max_tokens: %d (expected 1..65535)", path, m->ctx_max_tokens);
     return DS_SHARD_OK;
 }
 
@@ -298,20 +287,20 @@ int ds_manifest_write(const ds_manifest *m, const char *path, char *err, size_t 
     char *text = root ? cJSON_Print(root) : NULL;
     cJSON_Delete(root);
     if (!text)
-        return fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory building the JSON", path);
+        return ds_fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory building the JSON", path);
 
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 5);
     if (!tmp) {
         free(text);
-        return fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", path);
+        return ds_fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", path);
     }
     memcpy(tmp, path, plen);
     memcpy(tmp + plen, ".tmp", 5);
     rc = DS_SHARD_OK;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
-        rc = fail(err, errlen, DS_SHARD_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+        rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot create: %s", tmp, strerror(errno));
     } else {
         size_t len = strlen(text), done = 0;
         while (done < len) {
@@ -323,15 +312,15 @@ int ds_manifest_write(const ds_manifest *m, const char *path, char *err, size_t 
             done += (size_t)w;
         }
         if (done < len || write(fd, "\n", 1) != 1 || fsync(fd) != 0)
-            rc = fail(err, errlen, DS_SHARD_EIO, "%s: write failed: %s", tmp, strerror(errno));
+            rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: write failed: %s", tmp, strerror(errno));
         if (close(fd) != 0 && !rc)
-            rc = fail(err, errlen, DS_SHARD_EIO, "%s: close failed: %s", tmp, strerror(errno));
+            rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: close failed: %s", tmp, strerror(errno));
         if (!rc && rename(tmp, path) != 0)
-            rc = fail(err, errlen, DS_SHARD_EIO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+            rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
         if (rc)
             unlink(tmp);
         else if (fsync_dir_of(path) != 0)
-            rc = fail(err, errlen, DS_SHARD_EIO, "%s: cannot fsync its folder: %s", path, strerror(errno));
+            rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot fsync its folder: %s", path, strerror(errno));
     }
     free(tmp);
     free(text);
@@ -355,7 +344,7 @@ typedef struct {
 
 static int bad(const rctx *c, const char *field, const char *what)
 {
-    return fail(c->err, c->errlen, DS_SHARD_ECORRUPT, "%s: %s: %s", c->path, field, what);
+    return ds_fail(c->err, c->errlen, DS_SHARD_ECORRUPT, "%s: %s: %s", c->path, field, what);
 }
 
 static const cJSON *get(const rctx *c, const cJSON *obj, const char *key, const char *field, int *rc)
@@ -401,7 +390,7 @@ static int get_str(const rctx *c, const cJSON *obj, const char *key, const char 
     if (!cJSON_IsString(v))
         return bad(c, field, "expected a string");
     *out = strdup(v->valuestring);
-    return *out ? 0 : fail(c->err, c->errlen, DS_SHARD_ENOMEM, "%s: out of memory", c->path);
+    return *out ? 0 : ds_fail(c->err, c->errlen, DS_SHARD_ENOMEM, "%s: out of memory", c->path);
 }
 
 static int read_strv(const rctx *c, const cJSON *v, const char *field, ds_strv *out)
@@ -413,7 +402,7 @@ static int read_strv(const rctx *c, const cJSON *v, const char *field, ds_strv *
         if (!cJSON_IsString(e))
             return bad(c, field, "expected an array of strings");
         if (ds_strv_push(out, e->valuestring))
-            return fail(c->err, c->errlen, DS_SHARD_ENOMEM, "%s: out of memory", c->path);
+            return ds_fail(c->err, c->errlen, DS_SHARD_ENOMEM, "%s: out of memory", c->path);
     }
     return 0;
 }
@@ -522,7 +511,7 @@ static int read_root(const rctx *c, const cJSON *root, ds_manifest *m)
         if (!is_int(e, 0, 9007199254740992.0))
             return bad(c, f, "expected a count >= 0");
         if (ds_manifest_add_skip(m, e->string, NULL))
-            return fail(c->err, c->errlen, DS_SHARD_ENOMEM, "%s: out of memory", c->path);
+            return ds_fail(c->err, c->errlen, DS_SHARD_ENOMEM, "%s: out of memory", c->path);
         m->skips[m->n_skips - 1].count = (int64_t)e->valuedouble;
     }
     if (!(v = get(c, sk, "lines", "skipped.lines", &rc)) || (rc = read_strv(c, v, "skipped.lines", &m->skip_lines)))
@@ -571,7 +560,7 @@ int ds_manifest_read(const char *path, ds_manifest *m, char *err, size_t errlen)
     memset(m, 0, sizeof *m);
     FILE *f = fopen(path, "rb");
     if (!f)
-        return fail(err, errlen, errno == ENOENT ? DS_SHARD_ENOENT : DS_SHARD_EIO, "%s: cannot open: %s", path,
+        return ds_fail(err, errlen, errno == ENOENT ? DS_SHARD_ENOENT : DS_SHARD_EIO, "%s: cannot open: %s", path,
                     strerror(errno));
     char *text = NULL;
     size_t len = 0, cap = 0;
@@ -580,7 +569,7 @@ int ds_manifest_read(const char *path, ds_manifest *m, char *err, size_t errlen)
         if (cap - len < 65536) {
             char *t = realloc(text, cap = cap ? 2 * cap : 65536 + 1);
             if (!t) {
-                rc = fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", path);
+                rc = ds_fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", path);
                 break;
             }
             text = t;
@@ -589,7 +578,7 @@ int ds_manifest_read(const char *path, ds_manifest *m, char *err, size_t errlen)
         len += got;
         if (got == 0) {
             if (ferror(f))
-                rc = fail(err, errlen, DS_SHARD_EIO, "%s: read failed", path);
+                rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: read failed", path);
             break;
         }
     }
@@ -604,7 +593,7 @@ int ds_manifest_read(const char *path, ds_manifest *m, char *err, size_t errlen)
     if (!root) {
         size_t off = at && at >= text && at <= text + len ? (size_t)(at - text) : len;
         free(text);
-        return fail(err, errlen, DS_SHARD_ECORRUPT, "%s: not valid JSON (near byte %zu)", path, off);
+        return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "%s: not valid JSON (near byte %zu)", path, off);
     }
     free(text);
     rctx c = {path, err, errlen};

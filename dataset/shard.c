@@ -4,23 +4,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
+#include "dataset/error.h"
 
 static void key_put(unsigned char k[8], uint64_t v)
 {
@@ -117,10 +107,10 @@ int ds_shard_writer_open(const char *dir, const char *split, int part, const ds_
     *out = NULL;
     ds_shard_writer *w = calloc(1, sizeof *w);
     if (!w)
-        return fail(err, errlen, DS_SHARD_ENOMEM, "shard writer: out of memory");
+        return ds_fail(err, errlen, DS_SHARD_ENOMEM, "shard writer: out of memory");
     if (ds_shard_file_name(w->file, sizeof w->file, split, part)) {
         free(w);
-        return fail(err, errlen, DS_SHARD_EINVAL, "shard writer: split \"%s\" part %d: split names are 1..%d of "
+        return ds_fail(err, errlen, DS_SHARD_EINVAL, "shard writer: split \"%s\" part %d: split names are 1..%d of "
                     "[a-z0-9_], parts >= 0", split ? split : "(null)", part, DS_SPLIT_NAME_MAX);
     }
     w->map_size = opts && opts->map_size ? opts->map_size : (size_t)64 << 20;
@@ -131,13 +121,13 @@ int ds_shard_writer_open(const char *dir, const char *split, int part, const ds_
     w->tmp_path = path_join(dir, w->file, ".tmp");
     w->lock_path = path_join(dir, w->file, ".tmp-lock");
     if (!w->dir || !w->final_path || !w->tmp_path || !w->lock_path) {
-        fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", w->file);
+        ds_fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", w->file);
         writer_free(w);
         return DS_SHARD_ENOMEM;
     }
     /* A stale temp from a crashed run would otherwise be opened and appended to. */
     if ((unlink(w->tmp_path) != 0 && errno != ENOENT) || (unlink(w->lock_path) != 0 && errno != ENOENT)) {
-        fail(err, errlen, DS_SHARD_EIO, "%s: cannot remove the stale temporary: %s", w->tmp_path, strerror(errno));
+        ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot remove the stale temporary: %s", w->tmp_path, strerror(errno));
         writer_free(w);
         return DS_SHARD_EIO;
     }
@@ -159,7 +149,7 @@ int ds_shard_writer_open(const char *dir, const char *split, int part, const ds_
     if (rc) {
         if (txn)
             mdb_txn_abort(txn);
-        fail(err, errlen, DS_SHARD_ELMDB, "%s: cannot create: %s", w->tmp_path, mdb_strerror(rc));
+        ds_fail(err, errlen, DS_SHARD_ELMDB, "%s: cannot create: %s", w->tmp_path, mdb_strerror(rc));
         writer_free(w);
         return DS_SHARD_ELMDB;
     }
@@ -175,7 +165,7 @@ static int writer_flush(ds_shard_writer *w, char *err, size_t errlen)
         MDB_txn *txn;
         int rc = mdb_txn_begin(w->env, NULL, 0, &txn);
         if (rc)
-            return fail(err, errlen, DS_SHARD_ELMDB, "%s: begin: %s", w->tmp_path, mdb_strerror(rc));
+            return ds_fail(err, errlen, DS_SHARD_ELMDB, "%s: begin: %s", w->tmp_path, mdb_strerror(rc));
         size_t i = 0;
         for (; i < w->nq && !rc; i++) {
             unsigned char kb[8];
@@ -189,16 +179,16 @@ static int writer_flush(ds_shard_writer *w, char *err, size_t errlen)
             rc = mdb_txn_commit(txn);
         if (rc == MDB_MAP_FULL) {
             if (w->map_size > SIZE_MAX / 2)
-                return fail(err, errlen, DS_SHARD_ELMDB, "%s: map full at %zu bytes", w->tmp_path, w->map_size);
+                return ds_fail(err, errlen, DS_SHARD_ELMDB, "%s: map full at %zu bytes", w->tmp_path, w->map_size);
             w->map_size *= 2;
             rc = mdb_env_set_mapsize(w->env, w->map_size);
             if (rc)
-                return fail(err, errlen, DS_SHARD_ELMDB, "%s: cannot grow the map to %zu bytes: %s", w->tmp_path,
+                return ds_fail(err, errlen, DS_SHARD_ELMDB, "%s: cannot grow the map to %zu bytes: %s", w->tmp_path,
                             w->map_size, mdb_strerror(rc));
             continue;
         }
         if (rc)
-            return fail(err, errlen, DS_SHARD_ELMDB, "%s: record %llu: %s", w->tmp_path,
+            return ds_fail(err, errlen, DS_SHARD_ELMDB, "%s: record %llu: %s", w->tmp_path,
                         (unsigned long long)w->q[i ? i - 1 : 0].key, mdb_strerror(rc));
         w->nq = 0;
         w->pend.len = 0;
@@ -209,17 +199,17 @@ static int writer_flush(ds_shard_writer *w, char *err, size_t errlen)
 int ds_shard_writer_put(ds_shard_writer *w, const ds_record *rec, char *err, size_t errlen)
 {
     if (w->count && rec->sample_index <= w->last_key)
-        return fail(err, errlen, DS_SHARD_EINVAL, "%s: sample_index %u after %llu (indices must increase)", w->file,
+        return ds_fail(err, errlen, DS_SHARD_EINVAL, "%s: sample_index %u after %llu (indices must increase)", w->file,
                     rec->sample_index, (unsigned long long)w->last_key);
     char why[256];
     int rc = ds_record_encode(rec, &w->enc, why, sizeof why);
     if (rc)
-        return fail(err, errlen, rc, "record %u for %s: %s", rec->sample_index, w->file, why);
+        return ds_fail(err, errlen, rc, "record %u for %s: %s", rec->sample_index, w->file, why);
     if (w->nq == w->qcap) {
         size_t cap = w->qcap ? 2 * w->qcap : 64;
         queued *q = realloc(w->q, cap * sizeof *q);
         if (!q)
-            return fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", w->file);
+            return ds_fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", w->file);
         w->q = q;
         w->qcap = cap;
     }
@@ -229,7 +219,7 @@ int ds_shard_writer_put(ds_shard_writer *w, const ds_record *rec, char *err, siz
             cap *= 2;
         unsigned char *d = realloc(w->pend.data, cap);
         if (!d)
-            return fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", w->file);
+            return ds_fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", w->file);
         w->pend.data = d;
         w->pend.cap = cap;
     }
@@ -258,13 +248,13 @@ int ds_shard_writer_close(ds_shard_writer *w, char *err, size_t errlen)
     mdb_env_close(w->env);
     w->env = NULL;
     if (mrc)
-        rc = fail(err, errlen, DS_SHARD_ELMDB, "%s: sync: %s", w->tmp_path, mdb_strerror(mrc));
+        rc = ds_fail(err, errlen, DS_SHARD_ELMDB, "%s: sync: %s", w->tmp_path, mdb_strerror(mrc));
     else if (unlink(w->lock_path) != 0 && errno != ENOENT)
-        rc = fail(err, errlen, DS_SHARD_EIO, "%s: cannot remove: %s", w->lock_path, strerror(errno));
+        rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot remove: %s", w->lock_path, strerror(errno));
     else if (rename(w->tmp_path, w->final_path) != 0)
-        rc = fail(err, errlen, DS_SHARD_EIO, "%s: cannot rename to %s: %s", w->tmp_path, w->file, strerror(errno));
+        rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot rename to %s: %s", w->tmp_path, w->file, strerror(errno));
     else if (fsync_dir(w->dir) != 0) {
-        rc = fail(err, errlen, DS_SHARD_EIO, "%s: cannot fsync the folder: %s", w->dir, strerror(errno));
+        rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot fsync the folder: %s", w->dir, strerror(errno));
         unlink(w->final_path);
     }
     writer_free(w);
@@ -314,11 +304,11 @@ static int file_open(const char *dir, shard_file *f, size_t first, char *err, si
 {
     char *path = path_join(dir, f->name, "");
     if (!path)
-        return fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", f->name);
+        return ds_fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", f->name);
     if (access(path, F_OK) != 0) {
         int e = errno;
         free(path);
-        return fail(err, errlen, e == ENOENT ? DS_SHARD_ENOENT : DS_SHARD_EIO, "%s/%s: %s", dir, f->name, strerror(e));
+        return ds_fail(err, errlen, e == ENOENT ? DS_SHARD_ENOENT : DS_SHARD_EIO, "%s/%s: %s", dir, f->name, strerror(e));
     }
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
@@ -338,7 +328,7 @@ static int file_open(const char *dir, shard_file *f, size_t first, char *err, si
     if (rc) {
         if (txn)
             mdb_txn_abort(txn);
-        return fail(err, errlen, DS_SHARD_ELMDB, "%s/%s: cannot open: %s", dir, f->name, mdb_strerror(rc));
+        return ds_fail(err, errlen, DS_SHARD_ELMDB, "%s/%s: cannot open: %s", dir, f->name, mdb_strerror(rc));
     }
     f->first = first;
     f->count = st.ms_entries;
@@ -350,11 +340,11 @@ static int file_open(const char *dir, shard_file *f, size_t first, char *err, si
         for (int i = 0; i < 2 && !code; i++) {
             rc = mdb_cursor_get(cur, &k, &v, ops[i]);
             if (rc)
-                code = fail(err, errlen, DS_SHARD_ELMDB, "%s: cursor: %s", f->name, mdb_strerror(rc));
+                code = ds_fail(err, errlen, DS_SHARD_ELMDB, "%s: cursor: %s", f->name, mdb_strerror(rc));
             else if (k.mv_size != 8)
-                code = fail(err, errlen, DS_SHARD_ECORRUPT, "%s: key of %zu bytes (expected 8)", f->name, k.mv_size);
+                code = ds_fail(err, errlen, DS_SHARD_ECORRUPT, "%s: key of %zu bytes (expected 8)", f->name, k.mv_size);
             else if (key_get(k.mv_data) != want[i])
-                code = fail(err, errlen, DS_SHARD_ECORRUPT,
+                code = ds_fail(err, errlen, DS_SHARD_ECORRUPT,
                             "%s: %s key is %llu, expected %zu (keys must continue the previous shard without gaps)",
                             f->name, i ? "last" : "first", (unsigned long long)key_get(k.mv_data), want[i]);
         }
@@ -375,7 +365,7 @@ static int scan_parts(const char *dir, const char *split, size_t **parts, size_t
 {
     DIR *d = opendir(dir);
     if (!d)
-        return fail(err, errlen, errno == ENOENT ? DS_SHARD_ENOENT : DS_SHARD_EIO, "%s: %s", dir, strerror(errno));
+        return ds_fail(err, errlen, errno == ENOENT ? DS_SHARD_ENOENT : DS_SHARD_EIO, "%s: %s", dir, strerror(errno));
     size_t cap = 0, len = strlen(split);
     *parts = NULL;
     *n = 0;
@@ -395,7 +385,7 @@ static int scan_parts(const char *dir, const char *split, size_t **parts, size_t
         if (*n == cap) {
             size_t *p = realloc(*parts, (cap = cap ? 2 * cap : 16) * sizeof *p);
             if (!p) {
-                rc = fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", dir);
+                rc = ds_fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", dir);
                 break;
             }
             *parts = p;
@@ -404,14 +394,14 @@ static int scan_parts(const char *dir, const char *split, size_t **parts, size_t
     }
     closedir(d);
     if (!rc && *n == 0)
-        rc = fail(err, errlen, DS_SHARD_ENOENT, "%s: no %s-NNNNN.lmdb shard files", dir, split);
+        rc = ds_fail(err, errlen, DS_SHARD_ENOENT, "%s: no %s-NNNNN.lmdb shard files", dir, split);
     if (!rc) {
         qsort(*parts, *n, sizeof **parts, cmp_size);
         for (size_t i = 0; i < *n && !rc; i++)
             if ((*parts)[i] != i) {
                 char name[DS_SPLIT_NAME_MAX + 32];
                 ds_shard_file_name(name, sizeof name, split, (int)i);
-                rc = fail(err, errlen, DS_SHARD_ENOENT, "%s/%s: missing (the split's parts must run from 00000 "
+                rc = ds_fail(err, errlen, DS_SHARD_ENOENT, "%s/%s: missing (the split's parts must run from 00000 "
                           "without a hole)", dir, name);
             }
     }
@@ -427,7 +417,7 @@ int ds_shard_reader_open(const char *dir, const char *split, char *const *files,
 {
     *out = NULL;
     if (!ds_shard_split_name_ok(split))
-        return fail(err, errlen, DS_SHARD_EINVAL, "split \"%s\": names are 1..%d of [a-z0-9_]", split,
+        return ds_fail(err, errlen, DS_SHARD_EINVAL, "split \"%s\": names are 1..%d of [a-z0-9_]", split,
                     DS_SPLIT_NAME_MAX);
     size_t *parts = NULL;
     int rc = DS_SHARD_OK;
@@ -439,7 +429,7 @@ int ds_shard_reader_open(const char *dir, const char *split, char *const *files,
     if (!r || !r->f) {
         free(parts);
         ds_shard_reader_close(r);
-        return fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", split);
+        return ds_fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", split);
     }
     for (size_t i = 0; i < n_files && !rc; i++) {
         char name[DS_SPLIT_NAME_MAX + 32];
@@ -448,7 +438,7 @@ int ds_shard_reader_open(const char *dir, const char *split, char *const *files,
         r->f[i].name = strdup(files ? files[i] : name);
         r->n = i + 1;
         if (!r->f[i].name)
-            rc = fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", split);
+            rc = ds_fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", split);
         else
             rc = file_open(dir, &r->f[i], r->count, err, errlen);
         if (!rc)
@@ -469,7 +459,7 @@ int ds_shard_txn_begin(ds_shard_reader *r, ds_shard_txn **out, char *err, size_t
 {
     *out = calloc(1, sizeof **out + r->n * sizeof(MDB_txn *));
     if (!*out)
-        return fail(err, errlen, DS_SHARD_ENOMEM, "read transaction: out of memory");
+        return ds_fail(err, errlen, DS_SHARD_ENOMEM, "read transaction: out of memory");
     (*out)->r = r;
     return DS_SHARD_OK;
 }
@@ -488,7 +478,7 @@ int ds_shard_txn_get(ds_shard_txn *t, size_t index, ds_record *rec, char *err, s
 {
     ds_shard_reader *r = t->r;
     if (index >= r->count)
-        return fail(err, errlen, DS_SHARD_ENOENT, "sample %zu: out of range (the split has %zu)", index, r->count);
+        return ds_fail(err, errlen, DS_SHARD_ENOENT, "sample %zu: out of range (the split has %zu)", index, r->count);
     size_t lo = 0, hi = r->n - 1;
     while (lo < hi) {
         size_t mid = (lo + hi + 1) / 2;
@@ -500,20 +490,20 @@ int ds_shard_txn_get(ds_shard_txn *t, size_t index, ds_record *rec, char *err, s
     shard_file *f = &r->f[lo];
     int rc = 0;
     if (!t->txn[lo] && (rc = mdb_txn_begin(f->env, NULL, MDB_RDONLY, &t->txn[lo])))
-        return fail(err, errlen, DS_SHARD_ELMDB, "%s: begin: %s", f->name, mdb_strerror(rc));
+        return ds_fail(err, errlen, DS_SHARD_ELMDB, "%s: begin: %s", f->name, mdb_strerror(rc));
     unsigned char kb[8];
     key_put(kb, index);
     MDB_val k = {8, kb}, v;
     rc = mdb_get(t->txn[lo], f->dbi, &k, &v);
     if (rc == MDB_NOTFOUND)
-        return fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: key missing", index, f->name);
+        return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: key missing", index, f->name);
     if (rc)
-        return fail(err, errlen, DS_SHARD_ELMDB, "record %zu of %s: %s", index, f->name, mdb_strerror(rc));
+        return ds_fail(err, errlen, DS_SHARD_ELMDB, "record %zu of %s: %s", index, f->name, mdb_strerror(rc));
     char why[200];
     if ((rc = ds_record_decode(v.mv_data, v.mv_size, rec, why, sizeof why)))
-        return fail(err, errlen, rc, "record %zu of %s: %s", index, f->name, why);
+        return ds_fail(err, errlen, rc, "record %zu of %s: %s", index, f->name, why);
     if (rec->sample_index != index)
-        return fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: sample_index is %u", index, f->name,
+        return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: sample_index is %u", index, f->name,
                     rec->sample_index);
     return DS_SHARD_OK;
 }
@@ -527,22 +517,22 @@ static int verify_record(const ds_manifest *m, const ds_manifest_split *s, const
     char why[200];
     int rc;
     if (key != expect)
-        return fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: found key %llu instead", expect, f->name,
+        return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: found key %llu instead", expect, f->name,
                     (unsigned long long)key);
     if ((rc = ds_record_decode(v->mv_data, v->mv_size, &rec, why, sizeof why)))
-        return fail(err, errlen, rc, "record %zu of %s: %s", expect, f->name, why);
+        return ds_fail(err, errlen, rc, "record %zu of %s: %s", expect, f->name, why);
     if (rec.sample_index != key)
-        return fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: sample_index is %u", expect, f->name,
+        return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: sample_index is %u", expect, f->name,
                     rec.sample_index);
     if (expect < s->conversation_ids.n && strcmp(rec.conversation_id, s->conversation_ids.v[expect]) != 0)
-        return fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: conversation_id \"%s\", manifest says \"%s\"",
+        return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: conversation_id \"%s\", manifest says \"%s\"",
                     expect, f->name, rec.conversation_id, s->conversation_ids.v[expect]);
     if (rec.n_ctx > m->ctx_max_tokens)
-        return fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: %u context tokens, manifest limit %d", expect,
+        return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: %u context tokens, manifest limit %d", expect,
                     f->name, (unsigned)rec.n_ctx, m->ctx_max_tokens);
     for (int i = 0; i < rec.n_utt; i++)
         if (rec.utt[i].n_tokens > m->utt_max_tokens)
-            return fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: utt[%d] has %u tokens, manifest limit %d",
+            return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: utt[%d] has %u tokens, manifest limit %d",
                         expect, f->name, i, (unsigned)rec.utt[i].n_tokens, m->utt_max_tokens);
     if (rec.label7 >= 0)
         h7[rec.label7]++;
@@ -558,17 +548,17 @@ static int verify_file(const ds_manifest *m, const ds_manifest_split *s, const s
     MDB_cursor *cur;
     int rc = mdb_txn_begin(f->env, NULL, MDB_RDONLY, &txn);
     if (rc)
-        return fail(err, errlen, DS_SHARD_ELMDB, "%s: begin: %s", f->name, mdb_strerror(rc));
+        return ds_fail(err, errlen, DS_SHARD_ELMDB, "%s: begin: %s", f->name, mdb_strerror(rc));
     if ((rc = mdb_cursor_open(txn, f->dbi, &cur))) {
         mdb_txn_abort(txn);
-        return fail(err, errlen, DS_SHARD_ELMDB, "%s: cursor: %s", f->name, mdb_strerror(rc));
+        return ds_fail(err, errlen, DS_SHARD_ELMDB, "%s: cursor: %s", f->name, mdb_strerror(rc));
     }
     int code = DS_SHARD_OK;
     size_t expect = f->first;
     MDB_val k, v;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc && !code; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != 8)
-            code = fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: key of %zu bytes (expected 8)", expect,
+            code = ds_fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: key of %zu bytes (expected 8)", expect,
                         f->name, k.mv_size);
         else
             code = verify_record(m, s, f, key_get(k.mv_data), &v, expect, h7, h32, err, errlen);
@@ -577,7 +567,7 @@ static int verify_file(const ds_manifest *m, const ds_manifest_split *s, const s
         st->bytes += v.mv_size;
     }
     if (!code && rc != MDB_NOTFOUND)
-        code = fail(err, errlen, DS_SHARD_ELMDB, "%s: cursor: %s", f->name, mdb_strerror(rc));
+        code = ds_fail(err, errlen, DS_SHARD_ELMDB, "%s: cursor: %s", f->name, mdb_strerror(rc));
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     return code;
@@ -599,7 +589,7 @@ int ds_shard_verify(const char *dir, const ds_manifest *m, ds_shard_verify_stats
         size_t have = r->count;
         if (have != s->count) {
             ds_shard_reader_close(r);
-            return fail(err, errlen, DS_SHARD_ECORRUPT, "split %s: %zu records in its shards, manifest says %zu",
+            return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "split %s: %zu records in its shards, manifest says %zu",
                         s->name, have, s->count);
         }
         int64_t h7[7] = {0}, h32[32] = {0};
@@ -612,7 +602,7 @@ int ds_shard_verify(const char *dir, const ds_manifest *m, ds_shard_verify_stats
             int in7 = j < 7, c = in7 ? j : j - 7;
             int64_t got = in7 ? h7[c] : h32[c], want = in7 ? s->label7_hist[c] : s->label32_hist[c];
             if (got != want)
-                return fail(err, errlen, DS_SHARD_ECORRUPT, "split %s: %lld records with %s = %d, manifest's "
+                return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "split %s: %lld records with %s = %d, manifest's "
                             "histogram says %lld", s->name, (long long)got, in7 ? "label7" : "label32", c,
                             (long long)want);
         }

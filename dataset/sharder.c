@@ -1,27 +1,18 @@
 #include "dataset/sharder.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dataset/error.h"
 #include "dataset/manifest.h"
 #include "dataset/record.h"
 #include "dataset/shard.h"
 #include "dataset/split.h"
 #include "dataset/wordpiece.h"
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return code;
-}
 
 /* A vocabulary under construction: strings in order of first sight, id 0 = unknown, with an
  * open-addressing index so building over tens of thousands of texts stays linear. */
@@ -183,7 +174,7 @@ static int write_split(record_maker *mk, ds_manifest *m, const char *name, const
 {
     ds_manifest_split *sp = ds_manifest_add_split(m, name);
     if (!sp)
-        return fail(err, errlen, DS_SHARD_ENOMEM, "manifest: out of memory");
+        return ds_fail(err, errlen, DS_SHARD_ENOMEM, "manifest: out of memory");
     sp->count = n;
     if (n == 0)
         return 0;
@@ -197,7 +188,7 @@ static int write_split(record_maker *mk, ds_manifest *m, const char *name, const
         make_record(mk, s, (uint32_t)i, &r);
         rc = ds_shard_writer_put(w, &r, err, errlen);
         if (rc == 0 && ds_strv_push(&sp->conversation_ids, s->conversation_id) != DS_SHARD_OK)
-            rc = fail(err, errlen, DS_SHARD_ENOMEM, "manifest: out of memory");
+            rc = ds_fail(err, errlen, DS_SHARD_ENOMEM, "manifest: out of memory");
         if (rc == 0 && s->label7 >= 0)
             sp->label7_hist[s->label7]++;
         if (rc == 0 && s->label32 >= 0)
@@ -230,7 +221,7 @@ static int find_json(const ds_sharder_opts *o, char *out, size_t outlen, char *e
     snprintf(out, outlen, "%s/audio_v5_0/train.json", o->data_dir);
     if (stat(out, &sb) == 0)
         return 0;
-    return fail(err, errlen, DS_SHARD_ENOENT, "%s: no train.json at the root or in audio_v5_0/ (give --json FILE)",
+    return ds_fail(err, errlen, DS_SHARD_ENOENT, "%s: no train.json at the root or in audio_v5_0/ (give --json FILE)",
                 o->data_dir);
 }
 
@@ -269,9 +260,9 @@ static int shard_corpus(const ds_sharder_opts *o, const wp_vocab *voc, const am_
     char manifest_path[4200];
     snprintf(manifest_path, sizeof manifest_path, "%s/%s", o->out_dir, DS_MANIFEST_FILE);
     if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST)
-        rc = fail(err, errlen, DS_SHARD_EIO, "%s: cannot create: %s", o->out_dir, strerror(errno));
+        rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot create: %s", o->out_dir, strerror(errno));
     else if (unlink(manifest_path) != 0 && errno != ENOENT)
-        rc = fail(err, errlen, DS_SHARD_EIO, "%s: cannot remove: %s", manifest_path, strerror(errno));
+        rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot remove: %s", manifest_path, strerror(errno));
     if (rc) {
         split_free(&sp);
         return rc;
@@ -294,7 +285,7 @@ static int shard_corpus(const ds_sharder_opts *o, const wp_vocab *voc, const am_
                        .tok = malloc((size_t)width * (1 + DS_MAX_UTT) * sizeof(uint16_t))};
     if (!mk.tmp || !mk.tok || !m.created_by || !m.source_data_dir || !m.source_json || build_vocabs(&m, vb, c, &sp) ||
         record_skips(&m, c, &sp))
-        rc = fail(err, errlen, DS_SHARD_ENOMEM, "sharder: out of memory");
+        rc = ds_fail(err, errlen, DS_SHARD_ENOMEM, "sharder: out of memory");
     if (rc == 0)
         rc = write_split(&mk, &m, "train", c, sp.train, sp.n_train, err, errlen);
     if (rc == 0)
@@ -323,10 +314,10 @@ int ds_sharder_run(const ds_sharder_opts *o, ds_sharder_summary *sum, char *err,
 {
     memset(sum, 0, sizeof *sum);
     if (o->utt_max_tokens < 2 || o->utt_max_tokens > 65535 || o->ctx_max_tokens < 2 || o->ctx_max_tokens > 65535)
-        return fail(err, errlen, DS_SHARD_EINVAL, "token limits must be within 2..65535 (utterance %d, context %d)",
+        return ds_fail(err, errlen, DS_SHARD_EINVAL, "token limits must be within 2..65535 (utterance %d, context %d)",
                     o->utt_max_tokens, o->ctx_max_tokens);
     if (o->labels != 7 && o->labels != 32)
-        return fail(err, errlen, DS_SHARD_EINVAL, "labels must be 7 or 32, got %d", o->labels);
+        return ds_fail(err, errlen, DS_SHARD_EINVAL, "labels must be 7 or 32, got %d", o->labels);
     int rc = find_json(o, sum->json_path, sizeof sum->json_path, err, errlen);
     if (rc)
         return rc;
@@ -335,7 +326,7 @@ int ds_sharder_run(const ds_sharder_opts *o, ds_sharder_summary *sum, char *err,
         return rc;
     am_corpus c;
     if (wp_vocab_size(voc) > 65536)
-        rc = fail(err, errlen, DS_SHARD_EINVAL, "%s: %zu tokens do not fit the shards' 16-bit ids", o->vocab_path,
+        rc = ds_fail(err, errlen, DS_SHARD_EINVAL, "%s: %zu tokens do not fit the shards' 16-bit ids", o->vocab_path,
                   wp_vocab_size(voc));
     /* The output folder appears only once the input has proven readable. */
     else if ((rc = am_corpus_load(sum->json_path, o->on_error, &c, err, errlen)) == 0) {

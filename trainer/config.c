@@ -2,10 +2,11 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "trainer/error.h"
 
 enum kind { K_INT, K_REAL, K_STR };
 
@@ -53,15 +54,6 @@ static const struct field {
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 void tr_config_print_fields(void *file)
 {
     for (size_t i = 0; i < N_FIELDS; i++) {
@@ -106,12 +98,12 @@ static int apply_set(cJSON *root, const char *set, char *err, size_t errlen)
 {
     const char *eq = strchr(set, '=');
     if (!eq || eq == set)
-        return fail(err, errlen, "--set '%s': expected section.field=value", set);
+        return tr_fail(err, errlen, "--set '%s': expected section.field=value", set);
     char key[256], leaf[256];
     snprintf(key, sizeof key, "%.*s", (int)(eq - set), set);
     cJSON *o = parent_of(root, key, leaf, sizeof leaf);
     if (!o)
-        return fail(err, errlen, "--set '%s': '%s' is not inside an object", set, key);
+        return tr_fail(err, errlen, "--set '%s': '%s' is not inside an object", set, key);
     /* A string field takes the text as it is (a folder may be called 2024); any other value must
      * be one whole JSON scalar, so "5x" or "1 2" is reported instead of read as 5 or 1. */
     const struct field *f = find_field(key);
@@ -139,7 +131,7 @@ static int check_known(const cJSON *o, const char *prefix, const char *src, char
             continue;
         }
         if (!find_field(key))
-            return fail(err, errlen, "%s: unknown field '%s' (empd train --help lists the fields)", src, key);
+            return tr_fail(err, errlen, "%s: unknown field '%s' (empd train --help lists the fields)", src, key);
     }
     return 0;
 }
@@ -168,7 +160,7 @@ static int read_fields(cJSON *root, tr_config *c, const char *src, char *err, si
         char *dst = (char *)c + f->off;
         if (f->kind == K_STR) {
             if (v && !cJSON_IsString(v))
-                return fail(err, errlen, "%s: %s must be a string", src, f->key);
+                return tr_fail(err, errlen, "%s: %s must be a string", src, f->key);
             snprintf(dst, sizeof c->data.shards, "%s", v ? v->valuestring : f->def_str);
             if (!v) {
                 char leaf[256];
@@ -179,7 +171,7 @@ static int read_fields(cJSON *root, tr_config *c, const char *src, char *err, si
         double x = f->def;
         if (v) {
             if (!cJSON_IsNumber(v) && !cJSON_IsBool(v))
-                return fail(err, errlen, "%s: %s must be a number, got %s", src, f->key,
+                return tr_fail(err, errlen, "%s: %s must be a number, got %s", src, f->key,
                         cJSON_IsString(v) ? v->valuestring : "a non-number");
             x = cJSON_IsBool(v) ? cJSON_IsTrue(v) : v->valuedouble;
         } else {
@@ -187,25 +179,25 @@ static int read_fields(cJSON *root, tr_config *c, const char *src, char *err, si
             cJSON_AddNumberToObject(parent_of(root, f->key, leaf, sizeof leaf), leaf, x);
         }
         if (!(x >= f->lo && x <= f->hi))
-            return fail(err, errlen, "%s: %s = %g is outside [%g, %g]", src, f->key, x, f->lo, f->hi);
+            return tr_fail(err, errlen, "%s: %s = %g is outside [%g, %g]", src, f->key, x, f->lo, f->hi);
         if (f->kind == K_INT && x != (double)(int64_t)x)
-            return fail(err, errlen, "%s: %s must be an integer, got %g", src, f->key, x);
+            return tr_fail(err, errlen, "%s: %s must be an integer, got %g", src, f->key, x);
         if (f->kind == K_INT)
             *(int64_t *)dst = (int64_t)x;
         else
             *(double *)dst = x;
     }
     if (c->model.hidden % c->model.heads)
-        return fail(err, errlen, "%s: model.hidden (%lld) must be a multiple of model.heads (%lld)", src,
+        return tr_fail(err, errlen, "%s: model.hidden (%lld) must be a multiple of model.heads (%lld)", src,
                     (long long)c->model.hidden, (long long)c->model.heads);
     if (c->model.utt_tokens > c->model.max_position)
-        return fail(err, errlen, "%s: model.utt_tokens (%lld) exceeds model.max_position (%lld)", src,
+        return tr_fail(err, errlen, "%s: model.utt_tokens (%lld) exceeds model.max_position (%lld)", src,
                     (long long)c->model.utt_tokens, (long long)c->model.max_position);
     if (c->train.decay_steps && c->train.decay_steps <= c->train.warmup_steps)
-        return fail(err, errlen, "%s: train.decay_steps (%lld) must exceed train.warmup_steps (%lld), or be 0", src,
+        return tr_fail(err, errlen, "%s: train.decay_steps (%lld) must exceed train.warmup_steps (%lld), or be 0", src,
                     (long long)c->train.decay_steps, (long long)c->train.warmup_steps);
     if (c->model.num_classes != 0 && c->model.num_classes != 7 && c->model.num_classes != 32)
-        return fail(err, errlen, "%s: model.num_classes must be 0, 7 or 32", src);
+        return tr_fail(err, errlen, "%s: model.num_classes must be 0, 7 or 32", src);
     return 0;
 }
 
@@ -275,7 +267,7 @@ int tr_config_load(const char *path, char *const *sets, int n_sets, tr_config *o
     if (path) {
         FILE *f = fopen(path, "rb");
         if (!f)
-            return fail(err, errlen, "config %s: cannot open: %s", path, strerror(errno));
+            return tr_fail(err, errlen, "config %s: cannot open: %s", path, strerror(errno));
         fseek(f, 0, SEEK_END);
         long n = ftell(f);
         fseek(f, 0, SEEK_SET);
@@ -284,7 +276,7 @@ int tr_config_load(const char *path, char *const *sets, int n_sets, tr_config *o
         fclose(f);
         if (!text || got != (size_t)n) {
             free(text);
-            return fail(err, errlen, "config %s: cannot read", path);
+            return tr_fail(err, errlen, "config %s: cannot read", path);
         }
         text[n] = 0;
         const char *end = NULL;
@@ -295,7 +287,7 @@ int tr_config_load(const char *path, char *const *sets, int n_sets, tr_config *o
                 line += text[i] == '\n';
             free(text);
             cJSON_Delete(root);
-            return fail(err, errlen, "config %s: malformed JSON near line %zu", path, line);
+            return tr_fail(err, errlen, "config %s: malformed JSON near line %zu", path, line);
         }
         free(text);
     } else {
