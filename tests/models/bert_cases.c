@@ -90,7 +90,7 @@ void test_bert_vs_torch(void **state) {
     }
 
     char dir[64], in_path[128], out_path[128], args[400], err[512] = "";
-    assert_int_equal(tm_make_temp_dir(dir), 0);
+    assert_int_equal(tf_make_temp_dir(dir, "test_models"), 0);
     snprintf(in_path, sizeof in_path, "%s/in.safetensors", dir);
     snprintf(out_path, sizeof out_path, "%s/out.safetensors", dir);
 
@@ -162,5 +162,5 @@ void test_bert_vs_torch(void **state) {
     st_close(ref);
     assert_int_equal(tc_scope_end(s), TC_OK);
     mp_params_free(&ps);
-    tm_remove_tree(dir);
+    tf_remove_tree(dir);
 }

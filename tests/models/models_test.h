@@ -1,4 +1,4 @@
-/* Shared parts of test_models: temporary folders, the python reference, and the test cases of
+/* Shared parts of test_models: the python reference, and the test cases of
  * each file (safetensors_cases.c, bert_cases.c, text_model_cases.c). */
 #ifndef EMPD_TESTS_MODELS_TEST_H
 #define EMPD_TESTS_MODELS_TEST_H
@@ -6,13 +6,8 @@
 #include <stddef.h>
 
 #include "models/torch_c.h"
+#include "tests/common/test_files.h"
 
-/* A new empty folder /tmp/test_models.XXXXXX in buf (at least 64 bytes); 0 on success. */
-int tm_make_temp_dir(char *buf);
-/* Removes path and everything under it. */
-void tm_remove_tree(const char *path);
-/* How many entries of dir (not . and ..) have a name containing part. */
-int tm_count_entries(const char *dir, const char *part);
 /* Runs "ref_models.py ARGS" and returns its stdout (caller frees); NULL when it fails. */
 char *tm_run_reference(const char *args);
 /* t's elements as host floats (t must be f32; caller frees). */

@@ -88,13 +88,13 @@ static void write_sample(const char *path) {
 void test_st_round_trip(void **state) {
     (void)state;
     char dir[64], path[128], err[512] = "";
-    assert_int_equal(tm_make_temp_dir(dir), 0);
+    assert_int_equal(tf_make_temp_dir(dir, "test_models"), 0);
     snprintf(path, sizeof path, "%s/a.safetensors", dir);
     write_sample(path);
     /* Overwriting goes through the temporary name as well. */
     write_sample(path);
-    assert_int_equal(tm_count_entries(dir, ""), 1);
-    assert_int_equal(tm_count_entries(dir, ".tmp"), 0);
+    assert_int_equal(tf_count_entries(dir, ""), 1);
+    assert_int_equal(tf_count_entries(dir, ".tmp"), 0);
 
     st_file *f;
     assert_int_equal(st_open(path, &f, err, sizeof err), 0);
@@ -125,13 +125,13 @@ void test_st_round_trip(void **state) {
     assert_int_equal(st_count(f), 0);
     assert_null(st_metadata(f, "format"));
     st_close(f);
-    tm_remove_tree(dir);
+    tf_remove_tree(dir);
 }
 
 void test_st_python_reads_ours(void **state) {
     (void)state;
     char dir[64], path[128], args[256];
-    assert_int_equal(tm_make_temp_dir(dir), 0);
+    assert_int_equal(tf_make_temp_dir(dir, "test_models"), 0);
     snprintf(path, sizeof path, "%s/ours.safetensors", dir);
     write_sample(path);
     snprintf(args, sizeof args, "st-read %s", path);
@@ -145,7 +145,7 @@ void test_st_python_reads_ours(void **state) {
     assert_string_equal(got, want);
     free(got);
     free(want);
-    tm_remove_tree(dir);
+    tf_remove_tree(dir);
 }
 
 static int cmp_lines(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -168,7 +168,7 @@ static char *sorted_lines(const char *text) {
 
 static char *python_file(char *dir, char *path, size_t pathlen) {
     char args[256];
-    assert_int_equal(tm_make_temp_dir(dir), 0);
+    assert_int_equal(tf_make_temp_dir(dir, "test_models"), 0);
     snprintf(path, pathlen, "%s/py.safetensors", dir);
     snprintf(args, sizeof args, "st-write %s", path);
     char *want = tm_run_reference(args);
@@ -197,7 +197,7 @@ void test_st_reads_python(void **state) {
     free(got);
     free(want);
     st_close(f);
-    tm_remove_tree(dir);
+    tf_remove_tree(dir);
 }
 
 /* safetensors.h: "Tensors in file order (the order of their data)". The python file's header lists
@@ -215,12 +215,12 @@ void test_st_file_order(void **state) {
             fprintf(stderr, "st_at(%zu) = '%s' lies after st_at(%zu) = '%s' in the file\n", i - 1, a->name, i,
                     b->name);
             st_close(f);
-            tm_remove_tree(dir);
+            tf_remove_tree(dir);
             fail();
         }
     }
     st_close(f);
-    tm_remove_tree(dir);
+    tf_remove_tree(dir);
 }
 
 /* A file of an 8-byte length prefix claiming hlen, header text, then data_len zero bytes. */
@@ -262,7 +262,7 @@ void test_st_malformed(void **state) {
         {"{\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]}}", -1, 8, "t", "data_offsets"},
     };
     char dir[64], path[128], err[512];
-    assert_int_equal(tm_make_temp_dir(dir), 0);
+    assert_int_equal(tf_make_temp_dir(dir, "test_models"), 0);
     snprintf(path, sizeof path, "%s/bad.safetensors", dir);
 
     /* Shorter than its own length prefix. */
@@ -296,20 +296,20 @@ void test_st_malformed(void **state) {
     }
     assert_int_equal(st_open("/nonexistent/x.safetensors", &f, err, sizeof err), -1);
     assert_non_null(strstr(err, "/nonexistent/x.safetensors"));
-    tm_remove_tree(dir);
+    tf_remove_tree(dir);
 }
 
 /* A header entry that is not an object: one line naming the file and the entry. */
 void test_st_entry_not_object(void **state) {
     (void)state;
     char dir[64], path[128], err[512] = "";
-    assert_int_equal(tm_make_temp_dir(dir), 0);
+    assert_int_equal(tf_make_temp_dir(dir, "test_models"), 0);
     snprintf(path, sizeof path, "%s/bad.safetensors", dir);
     write_raw(path, 22, "{\"some.tensor.name\":5}", 0);
     st_file *f;
     assert_int_equal(st_open(path, &f, err, sizeof err), -1);
     printf("%s\n", err);
-    tm_remove_tree(dir);
+    tf_remove_tree(dir);
     assert_non_null(strstr(err, path));
     assert_non_null(strstr(err, "'some.tensor.name'"));
 }
@@ -317,7 +317,7 @@ void test_st_entry_not_object(void **state) {
 void test_st_write_rejects(void **state) {
     (void)state;
     char dir[64], path[128], err[512] = "";
-    assert_int_equal(tm_make_temp_dir(dir), 0);
+    assert_int_equal(tf_make_temp_dir(dir, "test_models"), 0);
     snprintf(path, sizeof path, "%s/w.safetensors", dir);
     st_tensor bad = {"short.weight", ST_F32, 2, {2, 3}, f32, 20};
     assert_int_equal(st_write(path, &bad, 1, NULL, 0, err, sizeof err), -1);
@@ -325,11 +325,11 @@ void test_st_write_rejects(void **state) {
     assert_non_null(strstr(err, path));
     assert_non_null(strstr(err, "'short.weight'"));
     assert_null(strchr(err, '\n'));
-    assert_int_equal(tm_count_entries(dir, ""), 0);
+    assert_int_equal(tf_count_entries(dir, ""), 0);
 
     snprintf(path, sizeof path, "%s/missing/w.safetensors", dir);
     assert_int_equal(st_write(path, sample, 1, NULL, 0, err, sizeof err), -1);
     assert_non_null(strstr(err, path));
-    assert_int_equal(tm_count_entries(dir, ""), 0);
-    tm_remove_tree(dir);
+    assert_int_equal(tf_count_entries(dir, ""), 0);
+    tf_remove_tree(dir);
 }

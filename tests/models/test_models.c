@@ -2,8 +2,6 @@
  * (here), the BERT-shaped encoder against python3-torch (bert_cases.c) and the skeleton text
  * model (text_model_cases.c). */
 #define _GNU_SOURCE
-#include <dirent.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,32 +15,6 @@
 
 #include "models/params.h"
 #include "tests/models/models_test.h"
-
-int tm_make_temp_dir(char *buf) {
-    strcpy(buf, "/tmp/test_models.XXXXXX");
-    return mkdtemp(buf) ? 0 : -1;
-}
-
-static int remove_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-void tm_remove_tree(const char *path) { nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS); }
-
-int tm_count_entries(const char *dir, const char *part) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strstr(e->d_name, part);
-    closedir(d);
-    return n;
-}
 
 char *tm_run_reference(const char *args) {
     char cmd[1024];

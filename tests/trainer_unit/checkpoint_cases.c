@@ -118,7 +118,7 @@ static int exists(const char *path) {
 void test_ckpt_round_trip(void **state) {
     (void)state;
     char run[64], found[4200], p[4300], err[512] = "";
-    assert_int_equal(tu_make_temp_dir(run), 0);
+    assert_int_equal(tf_make_temp_dir(run, "test_trainer_unit"), 0);
     assert_int_equal(tr_ckpt_find_latest(run, found, sizeof found, err, sizeof err), 0);
 
     trained a, b;
@@ -133,10 +133,10 @@ void test_ckpt_round_trip(void **state) {
         snprintf(p, sizeof p, "%s/%s", found, files[i]);
         assert_true(exists(p));
     }
-    assert_int_equal(tu_count_entries(found, ""), 4);
+    assert_int_equal(tf_count_entries(found, ""), 4);
     snprintf(p, sizeof p, "%s/checkpoints", run);
-    assert_int_equal(tu_count_entries(p, ".tmp"), 0);
-    assert_int_equal(tu_count_entries(p, ""), 1);
+    assert_int_equal(tf_count_entries(p, ".tmp"), 0);
+    assert_int_equal(tf_count_entries(p, ""), 1);
 
     trained_init(&b, 99, 0);
     assert_false(same_bits(a.ps.v[0].t, b.ps.v[0].t));
@@ -172,45 +172,45 @@ void test_ckpt_round_trip(void **state) {
     assert_null(strchr(err, '\n'));
     trained_free(&a);
     trained_free(&b);
-    tu_remove_tree(run);
+    tf_remove_tree(run);
 }
 
 void test_ckpt_keep_last_and_torn(void **state) {
     (void)state;
     char run[64], ck[128], found[4200], p[4300], err[512];
-    assert_int_equal(tu_make_temp_dir(run), 0);
+    assert_int_equal(tf_make_temp_dir(run, "test_trainer_unit"), 0);
     snprintf(ck, sizeof ck, "%s/checkpoints", run);
     trained a;
     trained_init(&a, 5, 1);
     for (int s = 1; s <= 5; s++) save(run, &a, s, 2);
-    assert_int_equal(tu_count_entries(ck, ""), 2);
-    assert_int_equal(tu_count_entries(ck, "step-00000004"), 1);
-    assert_int_equal(tu_count_entries(ck, "step-00000005"), 1);
+    assert_int_equal(tf_count_entries(ck, ""), 2);
+    assert_int_equal(tf_count_entries(ck, "step-00000004"), 1);
+    assert_int_equal(tf_count_entries(ck, "step-00000005"), 1);
 
     /* A save killed before its marker, and one killed while still under its temporary name. */
     snprintf(p, sizeof p, "%s/step-00000009", ck);
     assert_int_equal(mkdir(p, 0755), 0);
     snprintf(p, sizeof p, "%s/step-00000009/state.json", ck);
-    tu_write_text(p, "{\"step\": 9}");
+    tf_write_text(p, "{\"step\": 9}");
     snprintf(p, sizeof p, "%s/step-00000010.tmp", ck);
     assert_int_equal(mkdir(p, 0755), 0);
     snprintf(p, sizeof p, "%s/step-00000010.tmp/model.safetensors", ck);
-    tu_write_text(p, "partial");
+    tf_write_text(p, "partial");
     snprintf(p, sizeof p, "%s/step-00000010.tmp/COMPLETE", ck);
-    tu_write_text(p, "step 10\n");
+    tf_write_text(p, "step 10\n");
     assert_int_equal(tr_ckpt_find_latest(run, found, sizeof found, err, sizeof err), 1);
     snprintf(p, sizeof p, "%s/step-00000005", ck);
     assert_string_equal(found, p);
 
     save(run, &a, 6, 2);
-    assert_int_equal(tu_count_entries(ck, ""), 2);
-    assert_int_equal(tu_count_entries(ck, "step-00000005"), 1);
-    assert_int_equal(tu_count_entries(ck, "step-00000006"), 1);
+    assert_int_equal(tf_count_entries(ck, ""), 2);
+    assert_int_equal(tf_count_entries(ck, "step-00000005"), 1);
+    assert_int_equal(tf_count_entries(ck, "step-00000006"), 1);
     assert_int_equal(tr_ckpt_find_latest(run, found, sizeof found, err, sizeof err), 1);
     snprintf(p, sizeof p, "%s/step-00000006", ck);
     assert_string_equal(found, p);
     trained_free(&a);
-    tu_remove_tree(run);
+    tf_remove_tree(run);
 }
 
 typedef enum { EDIT_DROP, EDIT_EXTRA, EDIT_RENAME, EDIT_RESHAPE, EDIT_DTYPE } edit_kind;
@@ -254,7 +254,7 @@ static void edit_st(const char *path, edit_kind kind, const char *name) {
 /* Saves a fresh checkpoint under a new run folder and returns its folder in dir. */
 static void fresh_checkpoint(trained *a, char *run, char *dir, size_t dirlen) {
     char err[512];
-    assert_int_equal(tu_make_temp_dir(run), 0);
+    assert_int_equal(tf_make_temp_dir(run, "test_trainer_unit"), 0);
     save(run, a, 1, 3);
     assert_int_equal(tr_ckpt_find_latest(run, dir, dirlen, err, sizeof err), 1);
 }
@@ -275,13 +275,13 @@ static void reseal(const char *dir, const char *file) {
     char p[4300], num[32];
     size_t len;
     snprintf(p, sizeof p, "%s/%s", dir, file);
-    char *bytes = tu_read_text(p, &len);
+    char *bytes = tf_read_text(p, &len);
     assert_non_null(bytes);
     uint32_t crc = ds_crc32(0, bytes, len);
     double size = (double)len;
     free(bytes);
     snprintf(p, sizeof p, "%s/state.json", dir);
-    char *text = tu_read_text(p, &len);
+    char *text = tf_read_text(p, &len);
     cJSON *j = cJSON_Parse(text);
     free(text);
     cJSON *f = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "files"), file);
@@ -290,7 +290,7 @@ static void reseal(const char *dir, const char *file) {
     snprintf(num, sizeof num, "%08x", (unsigned)crc);
     cJSON_ReplaceItemInObject(f, "crc32", cJSON_CreateString(num));
     char *out = cJSON_Print(j);
-    tu_write_text(p, out);
+    tf_write_text(p, out);
     free(out);
     cJSON_Delete(j);
 }
@@ -300,14 +300,14 @@ static void edit_state(const char *dir, const char *field, const char *value) {
     char p[4300];
     size_t len;
     snprintf(p, sizeof p, "%s/state.json", dir);
-    char *text = tu_read_text(p, &len);
+    char *text = tf_read_text(p, &len);
     cJSON *j = cJSON_Parse(text);
     free(text);
     cJSON_DeleteItemFromObject(j, field);
     if (value)
         cJSON_AddItemToObject(j, field, cJSON_Parse(value));
     char *out = cJSON_Print(j);
-    tu_write_text(p, out);
+    tf_write_text(p, out);
     free(out);
     cJSON_Delete(j);
 }
@@ -351,38 +351,38 @@ void test_ckpt_bad_files(void **state) {
         edit_st(p, edits[i].kind, edits[i].tensor);
         reseal(dir, edits[i].file);
         int named = load_error_names(&b, dir, edits[i].file, edits[i].what);
-        tu_remove_tree(run);
+        tf_remove_tree(run);
         assert_true(named);
     }
     for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) {
         fresh_checkpoint(&a, run, dir, sizeof dir);
         edit_state(dir, states[i].field, states[i].value);
         int named = load_error_names(&b, dir, "state.json", states[i].what);
-        tu_remove_tree(run);
+        tf_remove_tree(run);
         assert_true(named);
     }
     fresh_checkpoint(&a, run, dir, sizeof dir);
     snprintf(p, sizeof p, "%s/state.json", dir);
-    tu_write_text(p, "{\"step\": 2, \"sampler\": {\"epoch\": 0, \"cons");
+    tf_write_text(p, "{\"step\": 2, \"sampler\": {\"epoch\": 0, \"cons");
     assert_true(load_error_names(&b, dir, "state.json", "malformed JSON"));
-    tu_remove_tree(run);
+    tf_remove_tree(run);
     /* One flipped bit in a tensor's data: only the CRC can tell. */
     fresh_checkpoint(&a, run, dir, sizeof dir);
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     size_t len;
-    char *bytes = tu_read_text(p, &len);
+    char *bytes = tf_read_text(p, &len);
     bytes[len - 3] ^= 0x10;
     FILE *f = fopen(p, "wb");
     assert_int_equal(fwrite(bytes, 1, len, f), len);
     fclose(f);
     free(bytes);
     assert_true(load_error_names(&b, dir, "model.safetensors", "damaged"));
-    tu_remove_tree(run);
+    tf_remove_tree(run);
     fresh_checkpoint(&a, run, dir, sizeof dir);
     snprintf(p, sizeof p, "%s/optim.safetensors", dir);
     assert_int_equal(unlink(p), 0);
     int named = load_error_names(&b, dir, "optim.safetensors", "cannot open");
-    tu_remove_tree(run);
+    tf_remove_tree(run);
     assert_true(named);
     trained_free(&a);
     trained_free(&b);
@@ -412,7 +412,7 @@ void test_ckpt_missing_extra_named(void **state) {
         edit_st(p, edits[i].kind, edits[i].tensor);
         reseal(dir, edits[i].file);
         unnamed += !load_error_names(&b, dir, edits[i].file, edits[i].tensor);
-        tu_remove_tree(run);
+        tf_remove_tree(run);
     }
     trained_free(&a);
     trained_free(&b);
@@ -426,7 +426,7 @@ void test_ckpt_best_val_acc_exact(void **state) {
     char run[64], found[4200], err[512] = "";
     trained a;
     trained_init(&a, 6, 0);
-    assert_int_equal(tu_make_temp_dir(run), 0);
+    assert_int_equal(tf_make_temp_dir(run, "test_trainer_unit"), 0);
     double acc = 6.0 / 7.0;
     save_acc(run, &a, 1, 3, acc);
     assert_int_equal(tr_ckpt_find_latest(run, found, sizeof found, err, sizeof err), 1);
@@ -436,40 +436,40 @@ void test_ckpt_best_val_acc_exact(void **state) {
     int same = memcmp(&got.best_val_acc, &acc, sizeof acc) == 0;
     tr_ckpt_state_free(&got);
     trained_free(&a);
-    tu_remove_tree(run);
+    tf_remove_tree(run);
     assert_true(same);
 }
 
 void test_write_file_atomic(void **state) {
     (void)state;
     char dir[64], p[128], err[512] = "";
-    assert_int_equal(tu_make_temp_dir(dir), 0);
+    assert_int_equal(tf_make_temp_dir(dir, "test_trainer_unit"), 0);
     snprintf(p, sizeof p, "%s/a.txt", dir);
     assert_int_equal(tr_write_file_atomic(p, "hello", 5, err, sizeof err), 0);
     size_t len;
-    char *got = tu_read_text(p, &len);
+    char *got = tf_read_text(p, &len);
     assert_int_equal(len, 5);
     assert_memory_equal(got, "hello", 5);
     free(got);
-    assert_int_equal(tu_count_entries(dir, ""), 1);
+    assert_int_equal(tf_count_entries(dir, ""), 1);
 
     assert_int_equal(tr_write_file_atomic(p, "longer text", 11, err, sizeof err), 0);
-    got = tu_read_text(p, &len);
+    got = tf_read_text(p, &len);
     assert_int_equal(len, 11);
     assert_memory_equal(got, "longer text", 11);
     free(got);
     assert_int_equal(tr_write_file_atomic(p, "", 0, err, sizeof err), 0);
-    got = tu_read_text(p, &len);
+    got = tf_read_text(p, &len);
     assert_int_equal(len, 0);
     free(got);
-    assert_int_equal(tu_count_entries(dir, ""), 1);
-    assert_int_equal(tu_count_entries(dir, ".tmp"), 0);
+    assert_int_equal(tf_count_entries(dir, ""), 1);
+    assert_int_equal(tf_count_entries(dir, ".tmp"), 0);
 
     snprintf(p, sizeof p, "%s/missing/a.txt", dir);
     assert_int_equal(tr_write_file_atomic(p, "x", 1, err, sizeof err), -1);
     printf("%s\n", err);
     assert_non_null(strstr(err, p));
     assert_null(strchr(err, '\n'));
-    assert_int_equal(tu_count_entries(dir, ""), 1);
-    tu_remove_tree(dir);
+    assert_int_equal(tf_count_entries(dir, ""), 1);
+    tf_remove_tree(dir);
 }

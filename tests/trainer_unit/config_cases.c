@@ -19,11 +19,11 @@
 static int load_text(const char *text, char *const *sets, int n_sets, tr_config *c, char *path, char *err,
                      size_t errlen) {
     char dir[64];
-    assert_int_equal(tu_make_temp_dir(dir), 0);
+    assert_int_equal(tf_make_temp_dir(dir, "test_trainer_unit"), 0);
     snprintf(path, 64, "%s/c.json", dir);
-    tu_write_text(path, text);
+    tf_write_text(path, text);
     int rc = tr_config_load(path, sets, n_sets, c, err, errlen);
-    tu_remove_tree(dir);
+    tf_remove_tree(dir);
     return rc;
 }
 

@@ -2,8 +2,6 @@
  * (config_cases.c), metrics against scikit-learn (metrics_cases.c), the learning-rate schedule
  * (here), checkpoints and atomic writes (checkpoint_cases.c). */
 #define _GNU_SOURCE
-#include <dirent.h>
-#include <ftw.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,56 +16,6 @@
 
 #include "tests/trainer_unit/trainer_unit_test.h"
 #include "trainer/optim.h"
-
-int tu_make_temp_dir(char *buf) {
-    strcpy(buf, "/tmp/test_trainer_unit.XXXXXX");
-    return mkdtemp(buf) ? 0 : -1;
-}
-
-static int remove_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-void tu_remove_tree(const char *path) { nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS); }
-
-void tu_write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
-    assert_int_equal(fclose(f), 0);
-}
-
-char *tu_read_text(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    if (len) *len = (size_t)n;
-    return buf;
-}
-
-int tu_count_entries(const char *dir, const char *part) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strstr(e->d_name, part);
-    closedir(d);
-    return n;
-}
 
 static tr_config schedule(double lr, int64_t warmup, int64_t decay) {
     tr_config c;

@@ -1,20 +1,11 @@
-/* Shared parts of test_trainer_unit: temporary folders and files, and the test cases of each
+/* Shared parts of test_trainer_unit: the test cases of each
  * file (config_cases.c, metrics_cases.c, checkpoint_cases.c). */
 #ifndef EMPD_TESTS_TRAINER_UNIT_TEST_H
 #define EMPD_TESTS_TRAINER_UNIT_TEST_H
 
 #include <stddef.h>
 
-/* A new empty folder /tmp/test_trainer_unit.XXXXXX in buf (at least 64 bytes); 0 on success. */
-int tu_make_temp_dir(char *buf);
-/* Removes path and everything under it. */
-void tu_remove_tree(const char *path);
-/* Writes text to path (plain write: the test sets up files, it does not test atomicity). */
-void tu_write_text(const char *path, const char *text);
-/* The whole file as a NUL-terminated string (caller frees); NULL when it cannot be read. */
-char *tu_read_text(const char *path, size_t *len);
-/* How many entries of dir (not . and ..) have a name containing part. */
-int tu_count_entries(const char *dir, const char *part);
+#include "tests/common/test_files.h"
 
 void test_config_defaults(void **state);
 void test_config_file_and_sets(void **state);
