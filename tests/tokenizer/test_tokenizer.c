@@ -16,6 +16,7 @@
 
 #include "dataset/md5.h"
 #include "dataset/wordpiece.h"
+#include "tests/common/test_files.h"
 
 #define VOCAB_MD5 "64800d5d8528ce344256daf115d4965e"
 #define VOCAB_PATH TTOK_SOURCE_DIR "/third_party/bert-base-uncased/vocab.txt"
@@ -32,27 +33,6 @@ typedef struct {
 static wp_vocab *vocab;
 static ref_line *lines;
 static size_t nlines;
-
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = '\0';
-        *len = (size_t)n;
-    }
-    return buf;
-}
 
 static int run(const char *fmt, ...)
 {
@@ -119,7 +99,7 @@ static int group_setup(void **state)
         return -1;
     }
     size_t tlen, rlen;
-    char *text = read_all(TTOK_WORK_DIR "/lines.txt", &tlen), *ref = read_all(TTOK_WORK_DIR "/ref.txt", &rlen);
+    char *text = tf_read_text(TTOK_WORK_DIR "/lines.txt", &tlen), *ref = tf_read_text(TTOK_WORK_DIR "/ref.txt", &rlen);
     if (!text || !ref)
         return -1;
     size_t max = tlen + 1;
@@ -429,19 +409,19 @@ static void test_cli(void **state)
     assert_int_equal(run("printf 'Hello, my dog is cute\\r\\nsecond line\\n' | '%s' tokenize --vocab '%s' "
                          "--max-len 5 > '%s/cli5.txt'", TTOK_EMPD, VOCAB_PATH, TTOK_WORK_DIR), 0);
     size_t len;
-    char *got = read_all(TTOK_WORK_DIR "/cli5.txt", &len);
+    char *got = tf_read_text(TTOK_WORK_DIR "/cli5.txt", &len);
     assert_non_null(got);
     assert_string_equal(got, "101 7592 1010 2026 102\n101 2117 2240 102\n");
     free(got);
     assert_int_equal(run("'%s' tokenize --help > '%s/help.txt'", TTOK_EMPD, TTOK_WORK_DIR), 0);
-    got = read_all(TTOK_WORK_DIR "/help.txt", &len);
+    got = tf_read_text(TTOK_WORK_DIR "/help.txt", &len);
     assert_non_null(got);
     assert_non_null(strstr(got, "--vocab"));
     assert_non_null(strstr(got, "--max-len"));
     free(got);
     assert_int_equal(run("'%s' tokenize --vocab /nonexistent/v.txt < /dev/null 2> '%s/bad.txt'", TTOK_EMPD,
                          TTOK_WORK_DIR), 1);
-    got = read_all(TTOK_WORK_DIR "/bad.txt", &len);
+    got = tf_read_text(TTOK_WORK_DIR "/bad.txt", &len);
     assert_non_null(got);
     assert_non_null(strstr(got, "empd tokenize: cannot open vocab '/nonexistent/v.txt': "));
     assert_non_null(strchr(got, '\n'));
