@@ -47,6 +47,24 @@ typedef struct {
     ds_strv items;               /* items.v[id] is the string of id; id 0 is the unknown entry */
 } ds_manifest_vocab;
 
+/* What the sharder decoded from the media files, and how it stored them (manifest key "media"; absent in
+ * shards without media, which read as audio = video = 0). */
+typedef struct {
+    int audio;                   /* 1: records carry waveforms (section WAVE) */
+    int audio_rate;              /* DS_AUDIO_RATE */
+    double audio_max_seconds;    /* waveforms were cut to this length */
+    int video;                   /* 1: records carry frames (section FRMS) */
+    int n_frames;                /* DS_N_FRAMES */
+    int frame_w, frame_h;        /* every frame's size */
+    int frame_format;            /* DS_FRAME_RAW or DS_FRAME_JPEG (record.h) */
+    int jpeg_quality;            /* 1..100, meaningful for JPEG storage */
+    char *scaler;                /* the swscale filter frames were resized with, e.g. "bilinear" */
+    char *audio_dir, *video_dir; /* provenance: the folders read */
+    /* Utterances of all splits: with the medium, without a file, with a file that failed to decode. */
+    int64_t audio_present, audio_missing, audio_bad;
+    int64_t video_present, video_missing, video_bad;
+} ds_manifest_media;
+
 typedef struct {
     int version;                 /* DS_MANIFEST_VERSION */
     int format_version;          /* record format version of the shards (DS_RECORD_VERSION when written) */
@@ -65,6 +83,7 @@ typedef struct {
     int ctx_max_tokens;          /* tokens of the context the sharder kept at most */
     char *source_data_dir;       /* the AvaMERG folder the shards were made from */
     char *source_json;           /* the json file read (path as given) */
+    ds_manifest_media media;
 } ds_manifest;
 
 /* Add an empty split named name (copied). NULL when out of memory or when the name is already there. */

@@ -1,7 +1,9 @@
-/* record.h: one sample of the shard format, version 1 (byte layout in dataset/FORMAT.md).
+/* record.h: one sample of the shard format, version 2 (byte layout in dataset/FORMAT.md).
  *
  * A sample is one labeled conversation's last turn: its id, labels, twelve metadata ids, the context's
- * tokens and up to DS_MAX_UTT utterances, each with role, index, avatar, presence bits and tokens.
+ * tokens and up to DS_MAX_UTT utterances, each with role, index, avatar, presence bits, tokens and (version
+ * 2) its media: a 16 kHz mono int16 waveform (section WAVE) and DS_N_FRAMES video frames stored as JPEG or
+ * raw RGB (section FRMS). A version-1 record has neither section; its utterances have no media.
  *
  * On disk a record is   "EMPR" | u16 version | u16 flags | u32 payload length | payload | u32 CRC-32,
  * little-endian, the CRC (zlib's) covering header and payload. The payload is a table of tagged
@@ -30,7 +32,7 @@
 #define DS_SHARD_ENOENT   (-6)  /* a split, file or index does not exist */
 
 #define DS_RECORD_MAGIC     "EMPR"
-#define DS_RECORD_VERSION   1      /* the version this code writes */
+#define DS_RECORD_VERSION   2      /* the version this code writes */
 #define DS_RECORD_HEADER    12     /* magic, version, flags, payload length */
 #define DS_RECORD_OVERHEAD  16     /* header + trailing CRC */
 
@@ -51,10 +53,21 @@ enum ds_meta_slot {
 
 enum ds_role { DS_ROLE_SPEAKER = 0, DS_ROLE_LISTENER = 1, DS_ROLE_LISTENER_RESPONSE = 2 };
 
-/* Utterance presence bits. Version 1 shards carry no media, so the sharder writes 0; the bits exist so
- * that version 2 records keep the same utterance entry. */
-#define DS_PRESENT_AUDIO 0x01u
-#define DS_PRESENT_VIDEO 0x02u
+/* Utterance presence bits. AUDIO/VIDEO: the utterance has that medium in the record. The *_BAD bits say why
+ * a medium is absent when its file existed but could not be decoded (counted, listed in the manifest);
+ * absent without a BAD bit means the file was missing or the modality was not sharded. A medium is never
+ * both present and bad. */
+#define DS_PRESENT_AUDIO     0x01u
+#define DS_PRESENT_VIDEO     0x02u
+#define DS_PRESENT_AUDIO_BAD 0x04u
+#define DS_PRESENT_VIDEO_BAD 0x08u
+#define DS_PRESENT_ALL_BITS  0x0fu
+
+/* Media of version 2. */
+#define DS_AUDIO_RATE   16000      /* waveform samples per second, mono int16 */
+#define DS_N_FRAMES     8          /* frames per utterance with video */
+#define DS_FRAME_RAW    0          /* frame storage: width*height*3 bytes RGB, row-major */
+#define DS_FRAME_JPEG   1          /* frame storage: one baseline JPEG (libturbojpeg), 3 components */
 
 typedef struct {
     uint8_t role;              /* enum ds_role */
@@ -63,6 +76,11 @@ typedef struct {
     int16_t avatar;            /* avatar ID, -1 unknown */
     uint16_t n_tokens;
     const uint16_t *tokens;    /* [n_tokens] */
+    /* Media (version 2). For encoding the caller owns the bytes; after decoding they point into the record. */
+    uint32_t n_samples;        /* waveform length; > 0 exactly when presence has DS_PRESENT_AUDIO */
+    const int16_t *wave;       /* [n_samples], DS_AUDIO_RATE mono */
+    uint32_t frame_len[DS_N_FRAMES];       /* bytes of each frame; all > 0 exactly when DS_PRESENT_VIDEO */
+    const uint8_t *frame[DS_N_FRAMES];     /* JPEG bytes, or frame_w*frame_h*3 RGB bytes when raw */
 } ds_utt;
 
 /* One sample. For encoding the caller owns every pointer; after decoding, tokens point into the decoded
@@ -79,6 +97,11 @@ typedef struct {
     const uint16_t *ctx;       /* [n_ctx] context tokens */
     int n_utt;                 /* 0..DS_MAX_UTT */
     ds_utt utt[DS_MAX_UTT];
+    /* Which media sections the record has (version 2): when has_audio is 0 no utterance may have audio, and
+     * likewise for video. The frame geometry holds for every frame of the record. */
+    uint8_t has_audio, has_video;
+    uint8_t frame_format;      /* DS_FRAME_RAW or DS_FRAME_JPEG */
+    uint16_t frame_w, frame_h; /* 1..4096 each when has_video */
 } ds_record;
 
 /* A growable byte buffer. Zero-initialise it ({0}) before first use; ds_buf_free releases it. */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,9 +65,11 @@ int ds_shard_file_name(char *buf, size_t n, const char *split, int part)
 
 /* ---- writer ---- */
 
+/* A queued record is encoded straight into its slot's buffer, which later batches reuse: a record of
+ * megabytes is copied once by the encoder and once by LMDB, nowhere else. */
 typedef struct {
     uint64_t key;
-    size_t off, len;
+    ds_buf rec;
 } queued;
 
 struct ds_shard_writer {
@@ -75,10 +78,8 @@ struct ds_shard_writer {
     char *dir, *tmp_path, *lock_path, *final_path;
     char file[DS_SPLIT_NAME_MAX + 32];
     size_t map_size, batch_records, batch_bytes;
-    ds_buf enc;          /* one record, encoded */
-    ds_buf pend;         /* queued records back to back */
-    queued *q;
-    size_t nq, qcap;
+    queued *q;           /* q[0..nq) wait for the next transaction; all qcap slots keep their buffers */
+    size_t nq, qcap, pending_bytes;
     size_t count;
     uint64_t last_key;
 };
@@ -95,8 +96,8 @@ static void writer_free(ds_shard_writer *w)
     free(w->tmp_path);
     free(w->lock_path);
     free(w->final_path);
-    ds_buf_free(&w->enc);
-    ds_buf_free(&w->pend);
+    for (size_t i = 0; i < w->qcap; i++)
+        ds_buf_free(&w->q[i].rec);
     free(w->q);
     free(w);
 }
@@ -170,7 +171,7 @@ static int writer_flush(ds_shard_writer *w, char *err, size_t errlen)
         for (; i < w->nq && !rc; i++) {
             unsigned char kb[8];
             key_put(kb, w->q[i].key);
-            MDB_val k = {8, kb}, v = {w->q[i].len, w->pend.data + w->q[i].off};
+            MDB_val k = {8, kb}, v = {w->q[i].rec.len, w->q[i].rec.data};
             rc = mdb_put(txn, w->dbi, &k, &v, MDB_APPEND);
         }
         if (rc)
@@ -191,7 +192,14 @@ static int writer_flush(ds_shard_writer *w, char *err, size_t errlen)
             return ds_fail(err, errlen, DS_SHARD_ELMDB, "%s: record %llu: %s", w->tmp_path,
                         (unsigned long long)w->q[i ? i - 1 : 0].key, mdb_strerror(rc));
         w->nq = 0;
-        w->pend.len = 0;
+        w->pending_bytes = 0;
+        /* Slots keep their buffers for the next batch, unless a mix of record sizes left them holding far
+         * more than one batch needs. */
+        size_t held = 0;
+        for (size_t j = 0; j < w->qcap; j++)
+            held += w->q[j].rec.cap;
+        for (size_t j = 0; held > 2 * w->batch_bytes && j < w->qcap; j++)
+            ds_buf_free(&w->q[j].rec);
     }
     return DS_SHARD_OK;
 }
@@ -201,34 +209,26 @@ int ds_shard_writer_put(ds_shard_writer *w, const ds_record *rec, char *err, siz
     if (w->count && rec->sample_index <= w->last_key)
         return ds_fail(err, errlen, DS_SHARD_EINVAL, "%s: sample_index %u after %llu (indices must increase)", w->file,
                     rec->sample_index, (unsigned long long)w->last_key);
-    char why[256];
-    int rc = ds_record_encode(rec, &w->enc, why, sizeof why);
-    if (rc)
-        return ds_fail(err, errlen, rc, "record %u for %s: %s", rec->sample_index, w->file, why);
     if (w->nq == w->qcap) {
         size_t cap = w->qcap ? 2 * w->qcap : 64;
         queued *q = realloc(w->q, cap * sizeof *q);
         if (!q)
             return ds_fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", w->file);
+        memset(q + w->qcap, 0, (cap - w->qcap) * sizeof *q);
         w->q = q;
         w->qcap = cap;
     }
-    if (w->pend.cap - w->pend.len < w->enc.len) {
-        size_t cap = w->pend.cap ? w->pend.cap : 1 << 16;
-        while (cap - w->pend.len < w->enc.len)
-            cap *= 2;
-        unsigned char *d = realloc(w->pend.data, cap);
-        if (!d)
-            return ds_fail(err, errlen, DS_SHARD_ENOMEM, "%s: out of memory", w->file);
-        w->pend.data = d;
-        w->pend.cap = cap;
-    }
-    memcpy(w->pend.data + w->pend.len, w->enc.data, w->enc.len);
-    w->q[w->nq++] = (queued){rec->sample_index, w->pend.len, w->enc.len};
-    w->pend.len += w->enc.len;
+    queued *slot = &w->q[w->nq];
+    char why[256];
+    int rc = ds_record_encode(rec, &slot->rec, why, sizeof why);
+    if (rc)
+        return ds_fail(err, errlen, rc, "record %u for %s: %s", rec->sample_index, w->file, why);
+    slot->key = rec->sample_index;
+    w->nq++;
+    w->pending_bytes += slot->rec.len;
     w->last_key = rec->sample_index;
     w->count++;
-    if (w->nq >= w->batch_records || w->pend.len >= w->batch_bytes)
+    if (w->nq >= w->batch_records || w->pending_bytes >= w->batch_bytes)
         return writer_flush(w, err, errlen);
     return DS_SHARD_OK;
 }
@@ -510,9 +510,51 @@ int ds_shard_txn_get(ds_shard_txn *t, size_t index, ds_record *rec, char *err, s
 
 /* ---- verification ---- */
 
-static int verify_record(const ds_manifest *m, const ds_manifest_split *s, const shard_file *f, uint64_t key,
-                         const MDB_val *v, size_t expect, int64_t *h7, int64_t *h32, char *err, size_t errlen)
+/* What verification carries from record to record: the split's histograms, and the media totals of all
+ * splits in the order of the manifest's counts (audio present, missing, bad; video present, missing, bad). */
+typedef struct {
+    const ds_manifest *m;
+    const ds_manifest_split *s;
+    ds_shard_verify_stats *st;
+    uint64_t max_samples;
+    int64_t h7[7], h32[32];
+    int64_t media[6];
+} verify_ctx;
+
+static const char *frame_format_name(int f) { return f == DS_FRAME_JPEG ? "jpeg" : "raw"; }
+
+static int verify_media(verify_ctx *c, const ds_record *rec, const shard_file *f, size_t i, char *err, size_t errlen)
 {
+    const ds_manifest_media *md = &c->m->media;
+    if (rec->has_audio != md->audio || rec->has_video != md->video)
+        return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: audio (WAVE) %s, video (FRMS) %s; the manifest's "
+                       "media says audio %s, video %s", i, f->name, rec->has_audio ? "yes" : "no",
+                       rec->has_video ? "yes" : "no", md->audio ? "true" : "false", md->video ? "true" : "false");
+    if (rec->has_video && (rec->frame_format != md->frame_format || rec->frame_w != md->frame_w ||
+                           rec->frame_h != md->frame_h))
+        return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: %s frames of %ux%u, the manifest's media "
+                       "says %s %dx%d", i, f->name, frame_format_name(rec->frame_format), (unsigned)rec->frame_w,
+                       (unsigned)rec->frame_h, frame_format_name(md->frame_format), md->frame_w, md->frame_h);
+    for (int u = 0; u < rec->n_utt; u++) {
+        unsigned p = rec->utt[u].presence;
+        if (rec->utt[u].n_samples > c->max_samples)
+            return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: utt[%d] has %u samples, more than "
+                           "media.audio_max_seconds = %g allows (%llu)", i, f->name, u,
+                           (unsigned)rec->utt[u].n_samples, md->audio_max_seconds,
+                           (unsigned long long)c->max_samples);
+        if (rec->has_audio)
+            c->media[p & DS_PRESENT_AUDIO ? 0 : p & DS_PRESENT_AUDIO_BAD ? 2 : 1]++;
+        if (rec->has_video)
+            c->media[p & DS_PRESENT_VIDEO ? 3 : p & DS_PRESENT_VIDEO_BAD ? 5 : 4]++;
+    }
+    return DS_SHARD_OK;
+}
+
+static int verify_record(verify_ctx *c, const shard_file *f, uint64_t key, const MDB_val *v, size_t expect, char *err,
+                         size_t errlen)
+{
+    const ds_manifest *m = c->m;
+    const ds_manifest_split *s = c->s;
     ds_record rec;
     char why[200];
     int rc;
@@ -534,15 +576,16 @@ static int verify_record(const ds_manifest *m, const ds_manifest_split *s, const
         if (rec.utt[i].n_tokens > m->utt_max_tokens)
             return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: utt[%d] has %u tokens, manifest limit %d",
                         expect, f->name, i, (unsigned)rec.utt[i].n_tokens, m->utt_max_tokens);
+    if ((rc = verify_media(c, &rec, f, expect, err, errlen)))
+        return rc;
     if (rec.label7 >= 0)
-        h7[rec.label7]++;
+        c->h7[rec.label7]++;
     if (rec.label32 >= 0)
-        h32[rec.label32]++;
+        c->h32[rec.label32]++;
     return DS_SHARD_OK;
 }
 
-static int verify_file(const ds_manifest *m, const ds_manifest_split *s, const shard_file *f,
-                       ds_shard_verify_stats *st, int64_t *h7, int64_t *h32, char *err, size_t errlen)
+static int verify_file(verify_ctx *c, const shard_file *f, char *err, size_t errlen)
 {
     MDB_txn *txn;
     MDB_cursor *cur;
@@ -561,10 +604,10 @@ static int verify_file(const ds_manifest *m, const ds_manifest_split *s, const s
             code = ds_fail(err, errlen, DS_SHARD_ECORRUPT, "record %zu of %s: key of %zu bytes (expected 8)", expect,
                         f->name, k.mv_size);
         else
-            code = verify_record(m, s, f, key_get(k.mv_data), &v, expect, h7, h32, err, errlen);
+            code = verify_record(c, f, key_get(k.mv_data), &v, expect, err, errlen);
         expect++;
-        st->records++;
-        st->bytes += v.mv_size;
+        c->st->records++;
+        c->st->bytes += v.mv_size;
     }
     if (!code && rc != MDB_NOTFOUND)
         code = ds_fail(err, errlen, DS_SHARD_ELMDB, "%s: cursor: %s", f->name, mdb_strerror(rc));
@@ -573,39 +616,61 @@ static int verify_file(const ds_manifest *m, const ds_manifest_split *s, const s
     return code;
 }
 
+static int verify_split(verify_ctx *c, const char *dir, char *err, size_t errlen)
+{
+    const ds_manifest_split *s = c->s;
+    ds_shard_reader *r;
+    int rc = ds_shard_reader_open(dir, s->name, s->shards.v, s->shards.n, &r, err, errlen);
+    if (rc)
+        return rc;
+    if (r->count != s->count) {
+        rc = ds_fail(err, errlen, DS_SHARD_ECORRUPT, "split %s: %zu records in its shards, manifest says %zu", s->name,
+                     r->count, s->count);
+        ds_shard_reader_close(r);
+        return rc;
+    }
+    memset(c->h7, 0, sizeof c->h7);
+    memset(c->h32, 0, sizeof c->h32);
+    for (size_t k = 0; k < r->n && !rc; k++)
+        rc = verify_file(c, &r->f[k], err, errlen);
+    ds_shard_reader_close(r);
+    if (rc)
+        return rc;
+    for (int j = 0; j < 7 + 32; j++) {
+        int in7 = j < 7, cl = in7 ? j : j - 7;
+        int64_t got = in7 ? c->h7[cl] : c->h32[cl], want = in7 ? s->label7_hist[cl] : s->label32_hist[cl];
+        if (got != want)
+            return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "split %s: %lld records with %s = %d, manifest's "
+                        "histogram says %lld", s->name, (long long)got, in7 ? "label7" : "label32", cl,
+                        (long long)want);
+    }
+    return DS_SHARD_OK;
+}
+
 int ds_shard_verify(const char *dir, const ds_manifest *m, ds_shard_verify_stats *stats, char *err, size_t errlen)
 {
-    ds_shard_verify_stats local = {0, 0};
-    ds_shard_verify_stats *st = stats ? stats : &local;
-    *st = local;
+    ds_shard_verify_stats local;
+    verify_ctx c = {.m = m, .st = stats ? stats : &local};
+    memset(c.st, 0, sizeof *c.st);
+    const ds_manifest_media *md = &m->media;
+    /* Rounded, not truncated: the writer's own rounding of seconds * rate may go either way. */
+    c.max_samples = md->audio ? (uint64_t)llround(md->audio_max_seconds * md->audio_rate) : 0;
     for (int i = 0; i < m->n_splits; i++) {
-        const ds_manifest_split *s = &m->splits[i];
-        if (s->count == 0 && s->shards.n == 0)
+        c.s = &m->splits[i];
+        if (c.s->count == 0 && c.s->shards.n == 0)
             continue;
-        ds_shard_reader *r;
-        int rc = ds_shard_reader_open(dir, s->name, s->shards.v, s->shards.n, &r, err, errlen);
+        int rc = verify_split(&c, dir, err, errlen);
         if (rc)
             return rc;
-        size_t have = r->count;
-        if (have != s->count) {
-            ds_shard_reader_close(r);
-            return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "split %s: %zu records in its shards, manifest says %zu",
-                        s->name, have, s->count);
-        }
-        int64_t h7[7] = {0}, h32[32] = {0};
-        for (size_t k = 0; k < r->n && !rc; k++)
-            rc = verify_file(m, s, &r->f[k], st, h7, h32, err, errlen);
-        ds_shard_reader_close(r);
-        if (rc)
-            return rc;
-        for (int j = 0; j < 7 + 32; j++) {
-            int in7 = j < 7, c = in7 ? j : j - 7;
-            int64_t got = in7 ? h7[c] : h32[c], want = in7 ? s->label7_hist[c] : s->label32_hist[c];
-            if (got != want)
-                return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "split %s: %lld records with %s = %d, manifest's "
-                            "histogram says %lld", s->name, (long long)got, in7 ? "label7" : "label32", c,
-                            (long long)want);
-        }
     }
+    static const char *const names[6] = {"audio_present", "audio_missing", "audio_bad",
+                                         "video_present", "video_missing", "video_bad"};
+    const int64_t want[6] = {md->audio_present, md->audio_missing, md->audio_bad,
+                             md->video_present, md->video_missing, md->video_bad};
+    for (int k = 0; k < 6; k++)
+        if (c.media[k] != want[k])
+            return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "media: %lld utterances of all splits are %s in the "
+                           "shards, the manifest's media.counts.%s says %lld", (long long)c.media[k], names[k],
+                           names[k], (long long)want[k]);
     return DS_SHARD_OK;
 }

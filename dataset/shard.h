@@ -109,10 +109,16 @@ typedef struct {
     size_t bytes;          /* bytes of record values checked */
 } ds_shard_verify_stats;
 
-/* Walk every record of every split the manifest lists, in dir: decode (magic, lengths, bounds, CRC), key
- * equals sample_index, conversation id equals the manifest's at that index, token counts within the
- * manifest's tokenizer limits, and per split the record count and both label histograms equal the
- * manifest's. Stops at the first problem and names the split, file and record. stats may be NULL.
+/* Walk every record of every split the manifest lists, in dir: decode (magic, lengths, bounds, CRC, the
+ * media rules of record.h), key equals sample_index, conversation id equals the manifest's at that index,
+ * token counts within the manifest's tokenizer limits, and per split the record count and both label
+ * histograms equal the manifest's. Media against the manifest's "media" (all zero when it has none): a
+ * record carries section WAVE exactly when media.audio and FRMS exactly when media.video; frame format and
+ * size equal the manifest's; no utterance has more than round(audio_max_seconds * audio_rate) samples; and
+ * over all splits together the utterances with the audio bit, the AUDIO_BAD bit and neither (and likewise
+ * for video) equal media.counts (present, bad, missing) for each sharded medium. Stops at the first
+ * problem and names the split, file and record (a flipped byte anywhere in a record is a CRC mismatch of
+ * that record). stats may be NULL.
  * DS_SHARD_ECORRUPT for a bad record or a mismatch, or any code of ds_shard_reader_open. */
 int ds_shard_verify(const char *dir, const ds_manifest *m, ds_shard_verify_stats *stats, char *err, size_t errlen);
 

@@ -207,6 +207,11 @@ int wp_vocab_id(const wp_vocab *v, const char *token)
     return wp_lookup(v, token, strlen(token));
 }
 
+const char *wp_vocab_token(const wp_vocab *v, size_t id)
+{
+    return v && id < v->ntok ? v->blob + v->offset[id] : NULL;
+}
+
 const char *wp_vocab_md5(const wp_vocab *v)
 {
     return v->md5;

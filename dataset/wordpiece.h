@@ -53,6 +53,9 @@ size_t wp_vocab_size(const wp_vocab *v);
 /* Id of a token spelled exactly as in vocab.txt ("##ing", "[CLS]"), or -1 when absent. */
 int wp_vocab_id(const wp_vocab *v, const char *token);
 
+/* The token of id as spelled in vocab.txt ("##ing", "[CLS]"), or NULL for an id outside the vocabulary. */
+const char *wp_vocab_token(const wp_vocab *v, size_t id);
+
 /* MD5 of the file's bytes as 32 lower-case hex digits (the manifest records it). */
 const char *wp_vocab_md5(const wp_vocab *v);
 

@@ -21,7 +21,9 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 struct tc_tensor {
@@ -744,5 +746,32 @@ int tc_cuda_device_count(void) {
 }
 
 const char *tc_version(void) { return TORCH_VERSION; }
+
+/* ---- Host memory ---- */
+
+/* Each block is the storage of a byte tensor, kept here by its address until freed: libtorch's CPU
+ * allocator aligns to 64 bytes, and its pinned allocator (CUDA builds) page-locks. */
+namespace {
+std::mutex host_mu;
+std::unordered_map<void *, at::Tensor> host_blocks;
+}
+
+void *tc_host_alloc(size_t bytes, int pinned) {
+    void *p = nullptr;
+    int rc = run_call(__func__, [&] {
+        if (pinned && !at::hasCUDA()) fail(TC_ENODEV, "pinned memory needs CUDA (this libtorch has none or sees no GPU)");
+        at::Tensor t = at::empty({(int64_t)(bytes ? bytes : 1)}, at::TensorOptions().dtype(at::kByte).pinned_memory(pinned != 0));
+        p = t.data_ptr();
+        std::lock_guard<std::mutex> g(host_mu);
+        host_blocks.emplace(p, std::move(t));
+    });
+    return rc == TC_OK ? p : nullptr;
+}
+
+void tc_host_free(void *p) {
+    if (!p) return;
+    std::lock_guard<std::mutex> g(host_mu);
+    host_blocks.erase(p);
+}
 
 } /* extern "C" */

@@ -254,6 +254,15 @@ int tc_cuda_device_count(void);
 /* libtorch's version as its headers state it (TORCH_VERSION), e.g. "1.13.0". */
 const char *tc_version(void);
 
+/* ---- Host memory ------------------------------------------------------------------ */
+/* bytes of host memory, 64-byte aligned, contents undefined; with pinned, page-locked by libtorch's CUDA
+ * host allocator, so that copies from it to a CUDA device run asynchronously (the data loader's batches).
+ * NULL, with tc_last_error() set, when out of memory or when pinned memory is asked of a libtorch without
+ * CUDA or a machine without a GPU ("pinned memory needs CUDA"). Any thread. */
+void *tc_host_alloc(size_t bytes, int pinned);
+/* Frees a block of tc_host_alloc (either kind). NULL and pointers it did not return are ignored. Any thread. */
+void tc_host_free(void *p);
+
 #ifdef __cplusplus
 }
 #endif

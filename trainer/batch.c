@@ -1,10 +1,44 @@
 #include "trainer/batch.h"
 
+ds_batch_shape tr_batch_shape(const tr_config *cfg)
+{
+    /* The skeleton model reads no context: C is the smallest the loader takes. */
+    ds_batch_shape s = {.B = (int)cfg->train.batch_size, .U = DS_MAX_UTT, .L = (int)cfg->model.utt_tokens, .C = 2,
+                        .mods = DS_MOD_TEXT};
+    return s;
+}
+
+static void *pinned_alloc(void *ctx, size_t bytes)
+{
+    (void)ctx;
+    return tc_host_alloc(bytes, 1);
+}
+
+static void pinned_free(void *ctx, void *p)
+{
+    (void)ctx;
+    tc_host_free(p);
+}
+
+const ds_allocator *tr_batch_allocator(tc_device dev)
+{
+    static const ds_allocator pinned = {pinned_alloc, pinned_free, NULL};
+    return dev.type == TC_CUDA ? &pinned : NULL;
+}
+
+/* torch 1.13 has no uint16: the ids' bits are read as int16, where ids >= 32768 come out 65536 too low. */
+static tc_tensor *token_ids(uint16_t *tokens, const int64_t *shape, int ndim)
+{
+    tc_tensor *x = tc_to_dtype(tc_from_blob(tokens, shape, ndim, TC_I16), TC_I64);
+    tc_tensor *wrap = tc_full(NULL, 0, 65536, TC_I64, (tc_device){TC_CPU, 0});
+    return tc_where(tc_gt_scalar(tc_neg(x), 0), tc_add(x, wrap), x);
+}
+
 tm_inputs tr_batch_inputs(const ds_batch *b)
 {
     int64_t bu[] = {b->B, b->U}, bul[] = {b->B, b->U, b->L}, bm[] = {b->B, DS_META_N};
     tm_inputs in = {
-        .utt_tokens = tc_from_blob(b->utt_tokens, bul, 3, TC_I64),
+        .utt_tokens = token_ids(b->utt_tokens, bul, 3),
         .utt_mask = tc_from_blob(b->utt_mask, bul, 3, TC_F32),
         .utt_valid = tc_from_blob(b->utt_valid, bu, 2, TC_F32),
         .meta = tc_slice(tc_from_blob(b->meta, bm, 2, TC_I64), 1, 0, DS_META_FIRST_LEAKING, 1),

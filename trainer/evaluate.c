@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataset/prefetch.h"
 #include "dataset/sampler.h"
 #include "trainer/batch.h"
 #include "trainer/progress.h"
@@ -44,44 +45,45 @@ int tr_evaluate(comm_group *g, ds_loader *l, tm_model *m, const tr_config *cfg, 
     ds_sampler s;
     if (ds_sampler_init(&s, n, world, comm_rank(g), bs, 0, 0, err, errlen))
         return -1;
-    size_t *idx = malloc(bs * sizeof *idx);
+    ds_prefetch_opts po = {.threads = TR_LOADER_THREADS, .depth = TR_PREFETCH_DEPTH, .shape = tr_batch_shape(cfg),
+                           .allocator = tr_batch_allocator(tc_device_of(m->params.v[0].t))};
+    ds_prefetch *pf = NULL;
     float *logits = malloc(bs * (size_t)nc * sizeof *logits);
-    ds_batch b = {0};
     int rc = 0;
-    if (!idx || !logits || ds_batch_alloc(&b, (int)bs, DS_MAX_UTT, (int)cfg->model.utt_tokens, 2, err, errlen)) {
+    if (!logits) {
         snprintf(err, errlen, "evaluate %s: out of memory for a batch of %zu", split, bs);
         rc = -1;
+    } else if (ds_prefetch_open(l, split, &s, &po, &pf, err, errlen)) {
+        rc = -1;
     }
-    size_t real, done = 0;
+    size_t done = 0;
     tr_progress bar;
     tr_progress_begin(&bar, show_progress, split, "samples", 0, (int64_t)n);
-    while (rc == 0 && ds_sampler_next(&s, idx, &real) == DS_SAMPLER_OK) {
-        if (ds_loader_fill(l, split, idx, (int)bs, &b, err, errlen)) {
-            rc = -1;
-            break;
-        }
+    ds_prefetch_item it;
+    while (rc == 0 && (rc = ds_prefetch_next(pf, &it, err, errlen)) == 0) {
         tc_scope *sc = tc_scope_begin();
         int was = tc_grad_enabled_set(0);
-        tm_inputs in = tr_batch_inputs(&b);
+        tm_inputs in = tr_batch_inputs(it.batch);
         tc_tensor *z = tm_model_forward(m, &in, 0, NULL);
         int cp = z ? tc_copy_to_host(z, logits, bs * (size_t)nc * sizeof *logits) : TC_EINVAL;
         tc_grad_enabled_set(was);
         if (tc_scope_end(sc) != TC_OK || cp != TC_OK) {
             snprintf(err, errlen, "evaluate %s: forward failed: %s", split, tc_last_error());
             rc = -1;
-            break;
+        } else {
+            score(logits, tr_batch_labels(it.batch, nc), it.n_real, nc, conf, sums);
         }
-        score(logits, tr_batch_labels(&b, nc), real, nc, conf, sums);
+        ds_prefetch_release(pf, &it);
         done += bs * (size_t)world;
         tr_progress_update(&bar, (int64_t)(done < n ? done : n), NULL);
     }
+    rc = rc == DS_PREFETCH_END ? 0 : -1;
     tr_progress_end(&bar);
     if (rc == 0 && world > 1)
         rc = comm_allreduce(g, conf, (size_t)nc * (size_t)nc, COMM_I64, COMM_SUM, err, errlen) ||
              comm_allreduce(g, sums, 2, COMM_F64, COMM_SUM, err, errlen);
-    ds_batch_free(&b);
+    ds_prefetch_close(pf);
     ds_sampler_free(&s);
-    free(idx);
     free(logits);
     if (rc == 0) {
         tr_metrics_compute(conf, nc, out);

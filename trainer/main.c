@@ -11,6 +11,7 @@ static const struct {
 } commands[] = {
     {"synth", cmd_synth, "write a small AvaMERG-format corpus with a learnable signal"},
     {"shard", cmd_shard, "AvaMERG folder -> LMDB shards + manifest.json"},
+    {"inspect", cmd_inspect, "print one sample of a shards folder; write its frames (PNG) and audio (wav)"},
     {"train", cmd_train, "train a model on shards (under mpirun/srun for several ranks)"},
     {"tokenize", cmd_tokenize, "BERT WordPiece ids of UTF-8 lines on stdin"},
 };

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dataset/prefetch.h"
 #include "dataset/record.h"
 #include "models/safetensors.h"
 #include "trainer/batch.h"
@@ -241,10 +242,27 @@ static void log_step(tr_run *r, double loss, double *loss_sum, int64_t *logged_a
     *logged_at = r->step;
 }
 
+/* The prefetcher of the training split, from the sampler's position (the last consumed batch's), for
+ * the steps left. */
+static int open_prefetch(tr_run *r, ds_prefetch **pf)
+{
+    const tr_config *c = &r->cfg;
+    ds_prefetch_opts po = {.threads = TR_LOADER_THREADS, .depth = TR_PREFETCH_DEPTH, .shape = tr_batch_shape(c),
+                           .roll_epochs = 1, .max_batches = (uint64_t)(c->train.max_steps - r->step),
+                           .allocator = tr_batch_allocator(tc_device_of(r->model.params.v[0].t))};
+    return ds_prefetch_open(r->loader, "train", &r->sampler, &po, pf, r->err, sizeof r->err);
+}
+
+/* After a step: the run's sampler moves to the position after the batch just consumed (into the next
+ * epoch's order when the prefetcher rolled over), which is what a checkpoint saves. */
+static int advance_sampler(tr_run *r, const ds_prefetch_item *it)
+{
+    return ds_sampler_set_position(&r->sampler, &it->after, r->err, sizeof r->err) ? -1 : 0;
+}
+
 static int train_loop(tr_run *r)
 {
     const tr_config *c = &r->cfg;
-    size_t bs = (size_t)c->train.batch_size;
     if (r->step > c->train.max_steps) {
         snprintf(r->err, sizeof r->err, "the checkpoint is at step %lld, past train.max_steps (%lld)",
                  (long long)r->step, (long long)c->train.max_steps);
@@ -253,29 +271,26 @@ static int train_loop(tr_run *r)
     if (r->step == c->train.max_steps)
         tr_run_say(r, "train: the run is at train.max_steps (%lld) already: nothing to train", (long long)r->step);
     else
-        tr_run_say(r, "train: %zu samples, %d rank%s x batch %zu, %zu steps per epoch, %zu parameters, %d thread%s per rank",
-                   ds_loader_count(r->loader, "train"), r->world, r->world > 1 ? "s" : "", bs,
+        tr_run_say(r, "train: %zu samples, %d rank%s x batch %lld, %zu steps per epoch, %zu parameters, %d thread%s per rank",
+                   ds_loader_count(r->loader, "train"), r->world, r->world > 1 ? "s" : "", (long long)c->train.batch_size,
                    ds_sampler_steps_per_epoch(&r->sampler), r->flat_n, r->threads, r->threads > 1 ? "s" : "");
-    size_t *idx = malloc(bs * sizeof *idx);
-    ds_batch b = {0};
-    if (!idx || ds_batch_alloc(&b, (int)bs, DS_MAX_UTT, (int)c->model.utt_tokens, 2, r->err, sizeof r->err)) {
-        if (!idx)
-            snprintf(r->err, sizeof r->err, "train: out of memory for a batch of %zu", bs);
-        free(idx);
+    ds_prefetch *pf = NULL;
+    if (r->step < c->train.max_steps && open_prefetch(r, &pf))
         return -1;
-    }
     double t0 = now_s(), loss_sum = 0, loss;
     int64_t logged_at = r->step;
     int rc = 0;
     tr_progress_begin(&r->bar, show_progress(r), "train", "steps", r->step, c->train.max_steps);
     while (rc == 0 && r->step < c->train.max_steps) {
-        if (ds_sampler_next(&r->sampler, idx, NULL) == DS_SAMPLER_EPOCH_END) {
-            ds_sampler_set_epoch(&r->sampler, r->sampler.epoch + 1);
-            continue;
-        }
-        rc = ds_loader_fill(r->loader, "train", idx, (int)bs, &b, r->err, sizeof r->err);
-        if (rc == 0)
-            rc = train_step(r, &b, &loss);
+        ds_prefetch_item it;
+        rc = ds_prefetch_next(pf, &it, r->err, sizeof r->err);
+        if (rc == DS_PREFETCH_END)
+            snprintf(r->err, sizeof r->err, "train: the loader ended at step %lld of %lld", (long long)r->step,
+                     (long long)c->train.max_steps);
+        if (rc)
+            break;
+        rc = train_step(r, it.batch, &loss) || advance_sampler(r, &it);
+        ds_prefetch_release(pf, &it);
         if (rc)
             break;
         r->step++;
@@ -287,14 +302,13 @@ static int train_loop(tr_run *r)
             rc = tr_run_check_replicas(r) || tr_run_save(r);
     }
     tr_progress_end(&r->bar);
+    ds_prefetch_close(pf);
     if (rc == 0)
         rc = tr_run_agree(r, export_final(r));
     if (rc == 0)
         tr_run_say(r, "train: done at step %lld; best val accuracy %.4f at step %lld", (long long)r->step, r->best_acc,
                    (long long)r->best_step);
-    ds_batch_free(&b);
-    free(idx);
-    return rc;
+    return rc ? -1 : 0;
 }
 
 static int default_threads(const tr_run *r)

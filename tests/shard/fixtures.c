@@ -13,6 +13,8 @@
 
 char err[512];
 
+media_cfg gen_media = {1, 1, DS_FRAME_JPEG, 6, 4};
+
 uint64_t rnd(uint64_t *s)
 {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
@@ -37,16 +39,51 @@ void gen_record(rec_store *st, uint64_t seed, uint32_t index)
         st->ctx[i] = (uint16_t)rnd(&s);
     r->ctx = st->ctx;
     r->n_utt = (int)(rnd(&s) % (DS_MAX_UTT + 1));
+    r->has_audio = (uint8_t)gen_media.audio;
+    r->has_video = (uint8_t)gen_media.video;
+    if (r->has_video) {
+        r->frame_format = (uint8_t)gen_media.format;
+        r->frame_w = (uint16_t)gen_media.w;
+        r->frame_h = (uint16_t)gen_media.h;
+    }
+    const uint32_t raw_len = 3u * (uint32_t)gen_media.w * (uint32_t)gen_media.h;
     for (int u = 0; u < r->n_utt; u++) {
         ds_utt *ut = &r->utt[u];
         ut->role = u == r->n_utt - 1 ? DS_ROLE_LISTENER_RESPONSE : (uint8_t)(u % 2);
-        ut->presence = (uint8_t)(rnd(&s) % 4);
         ut->index = (uint16_t)u;
         ut->avatar = (int16_t)((int)(rnd(&s) % 101) - 1);
         ut->n_tokens = (uint16_t)(rnd(&s) % (MAX_UTT_TOK + 1));
         for (int k = 0; k < ut->n_tokens; k++)
             st->tok[u][k] = (uint16_t)rnd(&s);
         ut->tokens = st->tok[u];
+        /* Each medium: present (half the time), bad or absent. */
+        unsigned a = (unsigned)(rnd(&s) % 4), v = (unsigned)(rnd(&s) % 4);
+        if (r->has_audio && a < 2) {
+            ut->presence |= DS_PRESENT_AUDIO;
+            ut->n_samples = 1 + (uint32_t)(rnd(&s) % MAX_SAMPLES);
+            for (uint32_t k = 0; k < ut->n_samples; k++)
+                st->wave[u][k] = (int16_t)rnd(&s);
+            ut->wave = st->wave[u];
+        } else if (r->has_audio && a == 2) {
+            ut->presence |= DS_PRESENT_AUDIO_BAD;
+        }
+        if (r->has_video && v < 2) {
+            ut->presence |= DS_PRESENT_VIDEO;
+            for (int k = 0; k < DS_N_FRAMES; k++) {
+                uint8_t *f = st->frames[u][k];
+                uint32_t len = gen_media.format == DS_FRAME_RAW ? raw_len : 4 + (uint32_t)(rnd(&s) % (MAX_FRAME - 3));
+                for (uint32_t b = 0; b < len; b++)
+                    f[b] = (uint8_t)rnd(&s);
+                if (gen_media.format == DS_FRAME_JPEG) {
+                    f[0] = 0xff;
+                    f[1] = 0xd8;
+                }
+                ut->frame_len[k] = len;
+                ut->frame[k] = f;
+            }
+        } else if (r->has_video && v == 2) {
+            ut->presence |= DS_PRESENT_VIDEO_BAD;
+        }
     }
 }
 
@@ -69,6 +106,21 @@ void assert_rec_eq(const ds_record *a, const ds_record *b)
         assert_int_equal(a->utt[u].n_tokens, b->utt[u].n_tokens);
         if (a->utt[u].n_tokens)
             assert_memory_equal(a->utt[u].tokens, b->utt[u].tokens, 2u * a->utt[u].n_tokens);
+        assert_int_equal(a->utt[u].n_samples, b->utt[u].n_samples);
+        if (a->utt[u].n_samples)
+            assert_memory_equal(a->utt[u].wave, b->utt[u].wave, 2u * a->utt[u].n_samples);
+        for (int k = 0; k < DS_N_FRAMES; k++) {
+            assert_int_equal(a->utt[u].frame_len[k], b->utt[u].frame_len[k]);
+            if (a->utt[u].frame_len[k])
+                assert_memory_equal(a->utt[u].frame[k], b->utt[u].frame[k], a->utt[u].frame_len[k]);
+        }
+    }
+    assert_int_equal(a->has_audio, b->has_audio);
+    assert_int_equal(a->has_video, b->has_video);
+    if (a->has_video) {
+        assert_int_equal(a->frame_format, b->frame_format);
+        assert_int_equal(a->frame_w, b->frame_w);
+        assert_int_equal(a->frame_h, b->frame_h);
     }
 }
 
@@ -127,6 +179,16 @@ void make_split(const char *dir, ds_manifest *m, const char *name, uint64_t seed
                 s->label7_hist[st->r.label7]++;
             if (st->r.label32 >= 0)
                 s->label32_hist[st->r.label32]++;
+            for (int u = 0; u < st->r.n_utt; u++) {
+                unsigned p = st->r.utt[u].presence;
+                ds_manifest_media *md = &m->media;
+                if (st->r.has_audio)
+                    (*(p & DS_PRESENT_AUDIO ? &md->audio_present : p & DS_PRESENT_AUDIO_BAD ? &md->audio_bad
+                                                                                            : &md->audio_missing))++;
+                if (st->r.has_video)
+                    (*(p & DS_PRESENT_VIDEO ? &md->video_present : p & DS_PRESENT_VIDEO_BAD ? &md->video_bad
+                                                                                            : &md->video_missing))++;
+            }
         }
         assert_int_equal(ds_strv_push(&s->shards, ds_shard_writer_file(w)), 0);
         assert_int_equal(ds_shard_writer_close(w, err, sizeof err), DS_SHARD_OK);
@@ -148,6 +210,19 @@ void manifest_base(ds_manifest *m)
     m->ctx_max_tokens = MAX_CTX;
     m->source_data_dir = strdup("/data/AvaMERG");
     m->source_json = strdup("/data/AvaMERG/train.json");
+    ds_manifest_media *md = &m->media;
+    md->audio = gen_media.audio;
+    md->video = gen_media.video;
+    md->audio_rate = DS_AUDIO_RATE;
+    md->audio_max_seconds = MAX_SAMPLES / (double)DS_AUDIO_RATE;
+    md->n_frames = DS_N_FRAMES;
+    md->frame_w = gen_media.w;
+    md->frame_h = gen_media.h;
+    md->frame_format = gen_media.format;
+    md->jpeg_quality = 90;
+    md->scaler = strdup("bilinear");
+    md->audio_dir = strdup("/data/AvaMERG/audio");
+    md->video_dir = strdup("/data/AvaMERG/video");
 }
 
 void write_manifest(const char *dir, const ds_manifest *m)
@@ -157,21 +232,37 @@ void write_manifest(const char *dir, const ds_manifest *m)
     assert_int_equal(ds_manifest_write(m, p, err, sizeof err), DS_SHARD_OK);
 }
 
-void corrupt_file(const char *path, const char *needle, long delta)
+void flip_byte(const char *path, long at)
 {
     FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, at, SEEK_SET), 0);
+    int c = fgetc(f);
+    assert_true(c != EOF);
+    fseek(f, at, SEEK_SET);
+    fputc(c ^ 0x5a, f);
+    fclose(f);
+}
+
+long corrupt_bytes(const char *path, const void *needle, size_t len, long delta)
+{
+    FILE *f = fopen(path, "rb");
     assert_non_null(f);
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     char *buf = malloc((size_t)n);
     fseek(f, 0, SEEK_SET);
     assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    char *hit = memmem(buf, (size_t)n, needle, strlen(needle));
+    fclose(f);
+    char *hit = memmem(buf, (size_t)n, needle, len);
     assert_non_null(hit);
     long at = (long)(hit - buf) + delta;
-    unsigned char c = (unsigned char)buf[at] ^ 0x5a;
-    fseek(f, at, SEEK_SET);
-    fputc(c, f);
-    fclose(f);
     free(buf);
+    flip_byte(path, at);
+    return at;
+}
+
+void corrupt_file(const char *path, const char *needle, long delta)
+{
+    corrupt_bytes(path, needle, strlen(needle), delta);
 }

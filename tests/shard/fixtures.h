@@ -15,21 +15,34 @@
 
 #define MAX_CTX 60
 #define MAX_UTT_TOK 40
+#define MAX_SAMPLES 200    /* per utterance; the manifest's audio_max_seconds is MAX_SAMPLES / 16000 */
+#define MAX_FRAME 96       /* bytes of a JPEG-looking frame, and the most w*h*3 of a raw one */
 #define MD5 "64800d5d8528ce344256daf115d4965e"
 
 extern char err[512];
 
 uint64_t rnd(uint64_t *s);
 
-/* A record with its own token storage; never copy one (the record points into it). */
+/* Which media gen_record gives its records and manifest_base describes: one setting for a whole shards
+ * folder, as a sharder writes it. Default: audio and JPEG-looking video of 6x4. */
+typedef struct {
+    int audio, video, format, w, h;
+} media_cfg;
+extern media_cfg gen_media;
+
+/* A record with its own token and media storage; never copy one (the record points into it). */
 typedef struct {
     ds_record r;
     uint16_t ctx[MAX_CTX];
     uint16_t tok[DS_MAX_UTT][MAX_UTT_TOK];
+    int16_t wave[DS_MAX_UTT][MAX_SAMPLES];
+    uint8_t frames[DS_MAX_UTT][DS_N_FRAMES][MAX_FRAME];
 } rec_store;
 
-/* Deterministic in (seed, index), so any test can regenerate what was written. */
+/* Deterministic in (seed, index, gen_media), so any test can regenerate what was written. Utterances get
+ * each medium present, bad or absent at random. */
 void gen_record(rec_store *st, uint64_t seed, uint32_t index);
+/* Every field equal, media included (samples and frame bytes compared exactly). */
 void assert_rec_eq(const ds_record *a, const ds_record *b);
 
 char *make_tmpdir(void);
@@ -41,8 +54,12 @@ int count_entries(const char *dir);
 void make_split(const char *dir, ds_manifest *m, const char *name, uint64_t seed, const int *sizes, int parts);
 void manifest_base(ds_manifest *m);
 void write_manifest(const char *dir, const ds_manifest *m);
-/* Flip one byte of a published file in place (bit rot), at the first occurrence of needle + delta. */
+/* Flip one byte of a published file in place (bit rot), at the first occurrence of needle + delta.
+ * corrupt_bytes takes a needle of n bytes and returns the offset it flipped; flip_byte flips (or flips
+ * back) the byte at an offset. */
 void corrupt_file(const char *path, const char *needle, long delta);
+long corrupt_bytes(const char *path, const void *needle, size_t n, long delta);
+void flip_byte(const char *path, long at);
 
 void test_crc_known_and_chained(void **state);
 void test_crc_matches_zlib(void **state);
@@ -51,14 +68,15 @@ void test_record_rejects_bad_fields(void **state);
 void test_record_every_corruption_detected(void **state);
 void test_record_versioning(void **state);
 void test_record_structure_checks(void **state);
+void test_record_media_rules(void **state);
+void test_record_encode_speed(void **state);
 void test_writer_publishes_on_close(void **state);
 void test_writer_grows_map(void **state);
 void test_multi_part_split(void **state);
 void test_verify(void **state);
+void test_verify_media(void **state);
 void test_manifest_roundtrip(void **state);
 void test_manifest_malformed(void **state);
-void test_loader_fill(void **state);
-void test_loader_threads(void **state);
 void test_python_reader_matches(void **state);
 void test_python_reader_detects_corruption(void **state);
 

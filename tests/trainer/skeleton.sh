@@ -19,12 +19,13 @@ losses() { grep '"event":"train"' "$1/metrics.jsonl" | sed -E 's/.*"step":([0-9]
 case $name in
 fixture)
   rm -rf "$WORK/corpus" "$shards"
-  "$EMPD" synth --out "$WORK/corpus" --conversations 600 --seed 11
-  "$EMPD" shard --data "$WORK/corpus" --out "$shards"
+  # The text model's tests need no media: they are sharded and tested in tests/sharder.
+  "$EMPD" synth --out "$WORK/corpus" --conversations 600 --seed 11 --media none
+  "$EMPD" shard --data "$WORK/corpus" --out "$shards" --media none
   ;;
 cli)
   "$EMPD" --help | grep -q 'train' || fail "empd --help does not list train"
-  for c in synth shard train tokenize; do
+  for c in synth shard inspect train tokenize; do
     "$EMPD" $c --help >"$t/help" || fail "empd $c --help failed"
     grep -q -- '--' "$t/help" || fail "empd $c --help lists no option"
   done
@@ -64,7 +65,7 @@ sharder)
   # inside audio_v5_0/ as in the real download, read back by the independent Python reader.
   mkdir -p "$t/data/audio_v5_0"
   cp "$REPO/tests/dataset_text/data/train.json" "$t/data/audio_v5_0/"
-  "$EMPD" shard --data "$t/data" --out "$t/shards" --labels 32 >"$t/log"
+  "$EMPD" shard --data "$t/data" --out "$t/shards" --labels 32 --media none >"$t/log"
   grep -q "train 1, val 2, test 0" "$t/log" || fail "unexpected split: $(cat "$t/log")"
   "$EMPD_PYTHON" "$REPO/tests/shard/read_shards.py" "$t/shards" "$t/records.json"
   printf '%s\n' "Hard work pays off. What will she study?" "I hid under my blanket until morning." |
@@ -85,7 +86,7 @@ for cid, (l7, emo, n) in expected.items():
     assert (r["label7"], r["label32"], len(r["utts"])) == (l7, names32.index(emo), n), (cid, r["label7"], r["label32"])
     assert [u["role"] for u in r["utts"]] == [0, 1] * (n // 2 - 1) + [0, 2], (cid, r["utts"])
     assert [u["index"] for u in r["utts"]] == list(range(n)), cid
-    assert all(u["presence"] == 0 for u in r["utts"]), "media were not sharded yet"
+    assert all(u["presence"] == 0 for u in r["utts"]), "--media none stored media"
 assert recs["00042"]["utts"][3]["tokens"] == ids[0], (recs["00042"]["utts"][3]["tokens"], ids[0])
 assert recs["00107"]["utts"][2]["tokens"] == ids[1]
 assert [u["avatar"] for u in recs["00042"]["utts"]] == [17, 63, 17, 63]
@@ -169,7 +170,7 @@ checkpoints)
     fail "resume on 1 rank failed: $(cat "$t/log")"
   [ -e "$t/crash/checkpoints/step-00000035/COMPLETE" ] || fail "no checkpoint after resuming on another world size"
   # Other shards are refused, even with as many training samples (another split of the same corpus).
-  "$EMPD" shard --data "$WORK/corpus" --out "$t/shards2" --split-seed 7 >/dev/null
+  "$EMPD" shard --data "$WORK/corpus" --out "$t/shards2" --split-seed 7 --media none >/dev/null
   if "$EMPD" train "${common[@]}" --shards "$t/shards2" --out "$t/crash" --max-steps 40 --resume auto 2>"$t/err"; then
     fail "resumed on other shards"
   fi
@@ -189,8 +190,8 @@ checkpoints)
   ;;
 learns)
   # A corpus of its own, larger than the fixture's, so the signal is learnable within 300 steps.
-  "$EMPD" synth --out "$t/corpus" --conversations 1500 --seed 11 >/dev/null
-  "$EMPD" shard --data "$t/corpus" --out "$t/shards" >/dev/null
+  "$EMPD" synth --out "$t/corpus" --conversations 1500 --seed 11 --media none >/dev/null
+  "$EMPD" shard --data "$t/corpus" --out "$t/shards" --media none >/dev/null
   mpi 2 "$EMPD" train "${common[@]}" --shards "$t/shards" --out "$t/run" --max-steps 300 --set train.eval_every=300
   "$EMPD_PYTHON" - "$t/run/metrics.jsonl" "$t/shards/manifest.json" <<'PY'
 import json, sys

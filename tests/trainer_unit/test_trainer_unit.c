@@ -91,6 +91,7 @@ int main(void) {
         cmocka_unit_test(test_ckpt_missing_extra_named),
         cmocka_unit_test(test_ckpt_best_val_acc_exact),
         cmocka_unit_test(test_write_file_atomic),
+        cmocka_unit_test(test_batch_tensors),
     };
     return cmocka_run_group_tests_name("trainer_unit", tests, NULL, NULL);
 }

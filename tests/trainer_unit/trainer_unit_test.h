@@ -27,4 +27,6 @@ void test_ckpt_missing_extra_named(void **state);
 void test_ckpt_best_val_acc_exact(void **state);
 void test_write_file_atomic(void **state);
 
+void test_batch_tensors(void **state);
+
 #endif
