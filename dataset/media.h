@@ -66,9 +66,9 @@ void ds_video_frame_indices(int64_t total, int n, int64_t *idx);
  * Scaling: one libswscale call per frame from the decoder's pixel format to AV_PIX_FMT_RGB24 with flags
  * exactly SWS_BILINEAR, the YUV matrix of the frame's colorspace (BT.601 when unspecified) and its range
  * (limited unless tagged full or a yuvj format): the same as the ffmpeg CLI's
- * "-vf scale=W:H:flags=bilinear -pix_fmt rgb24". tests/media finds the frames bit-exact against that CLI
- * (select by frame number) and PyAV for H.264 mp4 (closed and open GOPs, B-frames, an edit list, BT.709),
- * MPEG-4 Part 2 avi, raw H.264 and MPEG-TS.
+ * "-vf scale=W:H:flags=bilinear -pix_fmt rgb24". tests/media requires PSNR >= 40 dB against that CLI
+ * (select by frame number) and PyAV, and prints the figure (bit-exact on this machine's FFmpeg 5.1), for H.264
+ * mp4 (closed and open GOPs, B-frames, an edit list, BT.709), MPEG-4 Part 2 avi, raw H.264 and MPEG-TS.
  *
  * info (may be NULL) is filled on success. Returns DS_MEDIA_ENOENT when path does not exist; DS_MEDIA_EIO
  * for another operating-system error opening or reading it; DS_MEDIA_EDECODE when it is not a media file,

@@ -466,7 +466,7 @@ static long part_number(const char *name, const char *split, const char *suffix)
     return strtol(p, NULL, 10);
 }
 
-/* Shard files, reports and temporaries the plan does not name: debris of a bigger or interrupted run.
+/* Shard files and reports the plan does not name, and any temporary: debris of a bigger or interrupted run.
  * Only process 0 runs this, after every writer finished, so no temporary still belongs to anyone. */
 static void remove_debris(const ds_sharder *s, const char *dir, const char *suffix)
 {
@@ -476,7 +476,7 @@ static void remove_debris(const ds_sharder *s, const char *dir, const char *suff
     struct dirent *e;
     char path[4400];
     while ((e = readdir(d))) {
-        int stale = strstr(e->d_name, ".lmdb.tmp") != NULL;
+        int stale = strstr(e->d_name, ".tmp") != NULL;
         for (int i = 0; i < 3 && !stale; i++) {
             long part = part_number(e->d_name, s->splits[i].name, suffix);
             stale = part >= 0 && (size_t)part >= s->splits[i].n_parts;

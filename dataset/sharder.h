@@ -15,7 +15,8 @@
  * settings fingerprint (input json md5, vocabulary md5, split seed, token limits, media settings,
  * part size), the media counts and the lines of undecodable files. A part whose file and report both
  * exist with this run's fingerprint is done and is skipped, so a killed run started again continues
- * without redoing or duplicating finished work; any other part is rebuilt from scratch.
+ * without redoing or duplicating finished work; any other part is rebuilt from scratch. The media files
+ * are identified by their folder, not their contents: after changing media files, shard into a new folder.
  *
  * Bad media: a missing file leaves that medium out of the utterance (presence bit 0, counted); a file that
  * fails to decode does the same under AM_ON_ERROR_SKIP (presence *_BAD bit, counted, and a line naming the

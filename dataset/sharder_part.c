@@ -137,7 +137,9 @@ int sh_report_read(const ds_sharder *s, const char *path, sh_report *r, char *er
     return rc;
 }
 
-/* A part is done when its shard file is published and its report is this run's. */
+/* A part is done when its shard file is published and its report is this run's. Under AM_ON_ERROR_FAIL a
+ * part that holds undecodable files (made by an earlier run that skipped them) is not: it is decoded again,
+ * so the run stops at the first of them as asked. */
 static int part_done(const ds_sharder *s, const sh_split *sp, size_t part, size_t *count)
 {
     char lmdb[4200], report[4300], err[512];
@@ -147,9 +149,10 @@ static int part_done(const ds_sharder *s, const sh_split *sp, size_t part, size_
         return 0;
     sh_report r;
     int rc = sh_report_read(s, report, &r, err, sizeof err);
+    int bad = r.lines.n > 0;
     ds_strv_free(&r.lines);
     *count = r.count;
-    return rc == 0;
+    return rc == 0 && !(bad && s->o->on_error == AM_ON_ERROR_FAIL);
 }
 
 /* ---- the decoding pipeline ---- */
@@ -280,7 +283,7 @@ static int write_part(pool *p, const sh_split *sp, size_t part, size_t k0, size_
     sh_part_paths(s, sp, part, lmdb, sizeof lmdb, report, sizeof report);
     /* Whatever an earlier run left under these names is not this run's: gone before anything new appears,
      * so a file and a report never pair up across runs. */
-    if ((unlink(lmdb) && errno != ENOENT) || (unlink(report) && errno != ENOENT))
+    if ((unlink(lmdb) && errno != ENOENT) || (unlink(report) && errno != ENOENT) || fsync_dir_of(lmdb))
         return ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot replace: %s", lmdb, strerror(errno));
     ds_shard_writer *w;
     int rc = ds_shard_writer_open(s->o->out_dir, sp->name, (int)part, NULL, &w, err, errlen);
@@ -406,9 +409,12 @@ int ds_sharder_write(ds_sharder *s, int rank, int world, ds_sharder_progress_fn 
         if (!rc)
             rc = sh_media_ctx_new(s->o, &w[t].media, err, errlen);
     }
-    for (int t = 0; !rc && n_items && t < nt; t++, started++)
+    for (int t = 0; !rc && n_items && t < nt; t++) {
         if (pthread_create(&w[t].tid, NULL, worker_main, &w[t]))
             rc = ds_fail(err, errlen, DS_SHARD_ENOMEM, "sharder: cannot start a decoding thread");
+        else
+            started++;
+    }
     size_t k = 0;
     for (size_t i = 0; !rc && i < n_todo; i++) {
         const sh_split *sp;

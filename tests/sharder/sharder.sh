@@ -101,6 +101,13 @@ errors)
   grep -qE '^empd shard: conversation [0-9]+ utterance [0-9]+: .*dia[0-9]+utt[0-9]+_[0-9]+\.(mp4|wav): ' "$t/err" ||
     fail "the line does not name the file: $(cat "$t/err")"
   [ ! -e "$t/fail/manifest.json" ] || fail "a failed run wrote a manifest"
+  # Parts a skipping run finished with bad files in them are not taken as done by a failing run.
+  cp -r "$ref" "$t/resumed"
+  if "$EMPD" shard --data "$corpus" --out "$t/resumed" --threads 1 --part-samples 8 --on-error fail \
+       2>"$t/err" >/dev/null; then
+    fail "--on-error fail resumed parts holding bad files"
+  fi
+  grep -q 'dia[0-9]*utt[0-9]*_[0-9]*\.\(mp4\|wav\)' "$t/err" || fail "resumed fail line: $(cat "$t/err")"
   # A media folder that is not there is an error, not a corpus without media.
   if "$EMPD" shard --data "$corpus" --out "$t/x" --video-dir "$t/nowhere" 2>"$t/err"; then fail "missing video dir"; fi
   grep -q "$t/nowhere: no such folder" "$t/err" || fail "missing folder line: $(cat "$t/err")"
@@ -134,6 +141,11 @@ inspect)
   cat "$t/log"
   grep -q "^sample 1: conversation" "$t/log" || fail "no sample line"
   py "$here/check_inspect.py" "$t/log" "$t/out" "$corpus" "$ref"
+  # Raw storage end to end: shard, verify, and the same frames as the ffmpeg CLI within 40 dB.
+  "$EMPD" shard --data "$corpus" --out "$t/raw" --frames raw --quiet
+  "$EMPD" shard verify "$t/raw"
+  "$EMPD" inspect "$t/raw" --sample 1 --split train --out "$t/rawout" >"$t/rawlog"
+  py "$here/check_inspect.py" "$t/rawlog" "$t/rawout" "$corpus" "$t/raw"
   if "$EMPD" inspect "$ref" --sample 100000 2>"$t/err"; then fail "an index past the split"; fi
   grep -q "no sample 100000" "$t/err" || fail "out-of-range line: $(cat "$t/err")"
   ;;
