@@ -7,12 +7,6 @@
 #include "models/text_model.h"
 #include "trainer/config.h"
 
-/* Loader threads and ring depth of a rank's prefetcher: two batches in flight hide the reading and
- * decoding of one behind the step on the other; two threads fill them without taking the cores torch
- * computes on. */
-#define TR_LOADER_THREADS 2
-#define TR_PREFETCH_DEPTH 2
-
 /* The text model's batch: train.batch_size rows of DS_MAX_UTT utterance slots of model.utt_tokens
  * tokens; no media. */
 ds_batch_shape tr_batch_shape(const tr_config *cfg);

@@ -21,6 +21,8 @@ static const struct field {
 #define I(k, m, d, lo, hi, h) {k, K_INT, offsetof(tr_config, m), d, lo, hi, NULL, h}
 #define R(k, m, d, lo, hi, h) {k, K_REAL, offsetof(tr_config, m), d, lo, hi, NULL, h}
     {"data.shards", K_STR, offsetof(tr_config, data.shards), 0, 0, 0, "shards", "shard folder (empd shard --out)"},
+    I("data.loader_threads", data.loader_threads, 2, 1, 256, "threads per rank filling batches (results do not depend on it)"),
+    I("data.prefetch_depth", data.prefetch_depth, 2, 1, 64, "batches prepared ahead per rank (host memory: depth x batch)"),
     I("model.vocab_size", model.vocab_size, 30522, 1, 1e7, "token embedding rows (the vocab.txt size)"),
     I("model.hidden", model.hidden, 64, 1, 65536, "encoder width"),
     I("model.layers", model.layers, 2, 1, 24, "encoder layers"),

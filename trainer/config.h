@@ -12,6 +12,7 @@
 typedef struct {
     struct {
         char shards[1024];
+        int64_t loader_threads, prefetch_depth;
     } data;
     struct {
         int64_t vocab_size, hidden, layers, heads, intermediate, max_position;

@@ -45,7 +45,9 @@ int tr_evaluate(comm_group *g, ds_loader *l, tm_model *m, const tr_config *cfg, 
     ds_sampler s;
     if (ds_sampler_init(&s, n, world, comm_rank(g), bs, 0, 0, err, errlen))
         return -1;
-    ds_prefetch_opts po = {.threads = TR_LOADER_THREADS, .depth = TR_PREFETCH_DEPTH, .shape = tr_batch_shape(cfg),
+    ds_prefetch_opts po = {.threads = (int)cfg->data.loader_threads,
+                           .depth = (int)cfg->data.prefetch_depth,
+                           .shape = tr_batch_shape(cfg),
                            .allocator = tr_batch_allocator(tc_device_of(m->params.v[0].t))};
     ds_prefetch *pf = NULL;
     float *logits = malloc(bs * (size_t)nc * sizeof *logits);

@@ -247,7 +247,9 @@ static void log_step(tr_run *r, double loss, double *loss_sum, int64_t *logged_a
 static int open_prefetch(tr_run *r, ds_prefetch **pf)
 {
     const tr_config *c = &r->cfg;
-    ds_prefetch_opts po = {.threads = TR_LOADER_THREADS, .depth = TR_PREFETCH_DEPTH, .shape = tr_batch_shape(c),
+    ds_prefetch_opts po = {.threads = (int)c->data.loader_threads,
+                           .depth = (int)c->data.prefetch_depth,
+                           .shape = tr_batch_shape(c),
                            .roll_epochs = 1, .max_batches = (uint64_t)(c->train.max_steps - r->step),
                            .allocator = tr_batch_allocator(tc_device_of(r->model.params.v[0].t))};
     return ds_prefetch_open(r->loader, "train", &r->sampler, &po, pf, r->err, sizeof r->err);

@@ -1,7 +1,8 @@
 /* bench_loader: samples per second the prefetcher delivers from a shards folder with media, filling
  * batches with frames, audio and tokens of the train split (shuffled, as training reads them).
- *   bench_loader --shards DIR --batch B --steps N [--threads T] [--depth D]
+ *   bench_loader --shards DIR --batch B --steps N [--threads T] [--depth D] [--text-only]
  * Prints one line: the rate over N batches after a first one (which pays for opening and page faults).
+ * --text-only fills only what the text model reads (tokens, masks, metadata, labels), as empd train does.
  *   bench_loader --shards DIR --from-media DATA_DIR --batch B --steps N [--threads T]
  * The peer: the same samples in the same order with their media decoded on the fly from DATA_DIR's mp4 and
  * wav files (what a loader without shards does), by the same decoders, into batches of the same shape. */
@@ -27,7 +28,7 @@ static double now_s(void)
 static int usage(void)
 {
     fprintf(stderr, "usage: bench_loader --shards DIR [--from-media DATA_DIR] --batch B --steps N [--threads T] "
-                    "[--depth D]\n");
+                    "[--depth D] [--text-only]\n");
     return 2;
 }
 
@@ -146,10 +147,10 @@ int main(int argc, char **argv)
         {"shards", required_argument, 0, 's'}, {"batch", required_argument, 0, 'b'},
         {"steps", required_argument, 0, 'n'},  {"threads", required_argument, 0, 't'},
         {"depth", required_argument, 0, 'd'},  {"from-media", required_argument, 0, 'm'},
-        {0, 0, 0, 0},
+        {"text-only", no_argument, 0, 'x'},     {0, 0, 0, 0},
     };
     const char *shards = NULL, *media = NULL;
-    int batch = 8, steps = 20, threads = 2, depth = 2, o;
+    int batch = 8, steps = 20, threads = 2, depth = 2, text_only = 0, o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
         case 's': shards = optarg; break;
@@ -158,6 +159,7 @@ int main(int argc, char **argv)
         case 't': threads = atoi(optarg); break;
         case 'd': depth = atoi(optarg); break;
         case 'm': media = optarg; break;
+        case 'x': text_only = 1; break;
         default: return usage();
         }
     }
@@ -181,11 +183,11 @@ int main(int argc, char **argv)
     const ds_manifest_media *md = &m->media;
     ds_batch_shape shape = {.B = batch, .U = DS_MAX_UTT, .L = m->utt_max_tokens, .C = m->ctx_max_tokens,
                             .mods = DS_MOD_TEXT};
-    if (md->audio) {
+    if (md->audio && !text_only) {
         shape.mods |= DS_MOD_AUDIO;
         shape.S = (int)(md->audio_max_seconds * md->audio_rate);
     }
-    if (md->video) {
+    if (md->video && !text_only) {
         shape.mods |= DS_MOD_VIDEO;
         shape.H = md->frame_h;
         shape.W = md->frame_w;

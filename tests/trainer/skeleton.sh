@@ -110,6 +110,10 @@ PY
 replicas)
   mpi 2 "$EMPD" train "${common[@]}" --out "$t/run" --max-steps 30 --save-all-ranks
   "$EMPD_PYTHON" "$here/compare.py" "$t/run/model-rank0.safetensors" "$t/run/model-rank1.safetensors" exact
+  # The loader's threads and depth change when batches are ready, never what they hold.
+  "$EMPD" train "${common[@]}" --out "$t/l1" --max-steps 20 --set data.loader_threads=1 --set data.prefetch_depth=1
+  "$EMPD" train "${common[@]}" --out "$t/l4" --max-steps 20 --set data.loader_threads=4 --set data.prefetch_depth=3
+  "$EMPD_PYTHON" "$here/compare.py" "$t/l1/model.safetensors" "$t/l4/model.safetensors" exact
   ;;
 two_vs_one)
   # Same samples per step: 2 ranks x 4 == 1 rank x 8 (no dropout, so the ranks' math is the only difference).
