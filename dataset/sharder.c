@@ -438,12 +438,7 @@ static int finish_split(ds_sharder *s, const sh_split *sp, sh_media_counts *medi
             rc = ds_fail(err, errlen, DS_SHARD_ENOMEM, "manifest: out of memory");
         if (!rc && ds_strv_push(&ms->shards, strrchr(lmdb, '/') + 1) != DS_SHARD_OK)
             rc = ds_fail(err, errlen, DS_SHARD_ENOMEM, "manifest: out of memory");
-        media->audio_present += r.media.audio_present;
-        media->audio_missing += r.media.audio_missing;
-        media->audio_bad += r.media.audio_bad;
-        media->video_present += r.media.video_present;
-        media->video_missing += r.media.video_missing;
-        media->video_bad += r.media.video_bad;
+        sh_media_counts_add(media, &r.media);
         ds_strv_free(&r.lines);
         if (rc)
             return rc;

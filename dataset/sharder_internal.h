@@ -62,6 +62,8 @@ typedef struct {
     size_t video_present, video_missing, video_bad;
 } sh_media_counts;
 
+void sh_media_counts_add(sh_media_counts *to, const sh_media_counts *c);
+
 typedef struct {
     size_t count;             /* samples in the part */
     sh_media_counts media;

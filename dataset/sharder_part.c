@@ -261,7 +261,7 @@ static void release(pool *p, sh_slot *sl)
     pthread_mutex_unlock(&p->mu);
 }
 
-static void add_counts(sh_media_counts *to, const sh_media_counts *c)
+void sh_media_counts_add(sh_media_counts *to, const sh_media_counts *c)
 {
     for (int i = 0; i < 6; i++)
         *count_field(to, i) += *count_field((sh_media_counts *)c, i);
@@ -300,7 +300,7 @@ static int write_part(pool *p, const sh_split *sp, size_t part, size_t k0, size_
             if (ds_strv_push(&r.lines, sl->lines.v[i]) != DS_SHARD_OK)
                 rc = ds_fail(err, errlen, DS_SHARD_ENOMEM, "sharder: out of memory");
         if (!rc) {
-            add_counts(&r.media, &sl->counts);
+            sh_media_counts_add(&r.media, &sl->counts);
             pr->stats->utterances += (size_t)sl->rec.n_utt;
             pr->stats->samples++;
         }
@@ -369,11 +369,11 @@ int ds_sharder_write(ds_sharder *s, int rank, int world, ds_sharder_progress_fn 
     memset(stats, 0, sizeof *stats);
     if (world < 1 || rank < 0 || rank >= world)
         return ds_fail(err, errlen, DS_SHARD_EINVAL, "sharder: rank %d of %d", rank, world);
-    size_t ps = (size_t)s->o->part_samples, n_items = 0, n_todo = 0;
-    size_t *todo = malloc((s->n_parts + 1) * sizeof *todo);
+    size_t ps = (size_t)s->o->part_samples, n_items = 0, n_pending = 0;
+    size_t *pending = malloc((s->n_parts + 1) * sizeof *pending);
     sh_item *items = malloc((s->sp.n_train + s->sp.n_val + s->sp.n_test + 1) * sizeof *items);
-    if (!todo || !items) {
-        free(todo);
+    if (!pending || !items) {
+        free(pending);
         free(items);
         return ds_fail(err, errlen, DS_SHARD_ENOMEM, "sharder: out of memory");
     }
@@ -389,7 +389,7 @@ int ds_sharder_write(ds_sharder *s, int rank, int world, ds_sharder_progress_fn 
             pr.done += n;
             continue;
         }
-        todo[n_todo++] = g;
+        pending[n_pending++] = g;
         for (size_t i = 0; i < n; i++)
             items[n_items++] = (sh_item){.sp = sp, .index = part * ps + i};
     }
@@ -416,10 +416,10 @@ int ds_sharder_write(ds_sharder *s, int rank, int world, ds_sharder_progress_fn 
             started++;
     }
     size_t k = 0;
-    for (size_t i = 0; !rc && i < n_todo; i++) {
+    for (size_t i = 0; !rc && i < n_pending; i++) {
         const sh_split *sp;
         size_t part;
-        sh_part_of(s, todo[i], &sp, &part);
+        sh_part_of(s, pending[i], &sp, &part);
         size_t n = sp->n - part * ps < ps ? sp->n - part * ps : ps;
         rc = write_part(&p, sp, part, k, n, &pr, err, errlen);
         k += n;
@@ -441,7 +441,7 @@ int ds_sharder_write(ds_sharder *s, int rank, int world, ds_sharder_progress_fn 
         sh_media_ctx_free(w[t].media);
     }
     free(w);
-    free(todo);
+    free(pending);
     free(items);
     return rc;
 }
