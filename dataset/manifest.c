@@ -1,6 +1,7 @@
 #include "dataset/manifest.h"
 
 #include "dataset/error.h"
+#include "dataset/manifest_internal.h"
 #include "dataset/record.h"
 #include "dataset/shard.h"
 
@@ -13,9 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define DS_MEDIA_MAX_SIDE    4096    /* frame width and height */
-#define DS_MEDIA_MAX_SECONDS 86400   /* audio_max_seconds; keeps every count of samples within 32 bits */
 
 int ds_strv_push(ds_strv *s, const char *str)
 {
@@ -152,64 +150,6 @@ static int is_md5(const char *s)
     return s[32] == 0;
 }
 
-/* The integer fields of "media" with their ranges, and its six utterance counts ("media.counts"). */
-static const struct {
-    const char *key;
-    size_t off;
-    int lo, hi;
-} media_ints[] = {
-    {"audio_rate", offsetof(ds_manifest_media, audio_rate), DS_AUDIO_RATE, DS_AUDIO_RATE},
-    {"n_frames", offsetof(ds_manifest_media, n_frames), DS_N_FRAMES, DS_N_FRAMES},
-    {"frame_width", offsetof(ds_manifest_media, frame_w), 1, DS_MEDIA_MAX_SIDE},
-    {"frame_height", offsetof(ds_manifest_media, frame_h), 1, DS_MEDIA_MAX_SIDE},
-    {"jpeg_quality", offsetof(ds_manifest_media, jpeg_quality), 1, 100},
-};
-#define N_MEDIA_INTS (sizeof media_ints / sizeof *media_ints)
-
-static const struct {
-    const char *key;
-    size_t off;
-} media_counts[6] = {
-    {"audio_present", offsetof(ds_manifest_media, audio_present)},
-    {"audio_missing", offsetof(ds_manifest_media, audio_missing)},
-    {"audio_bad", offsetof(ds_manifest_media, audio_bad)},
-    {"video_present", offsetof(ds_manifest_media, video_present)},
-    {"video_missing", offsetof(ds_manifest_media, video_missing)},
-    {"video_bad", offsetof(ds_manifest_media, video_bad)},
-};
-
-#define MEDIA_FIELD(md, type, off) (*(type *)(void *)((char *)(md) + (off)))
-
-/* A media object is written, and checked, when some medium was sharded; without one it reads as zeros. */
-static int media_written(const ds_manifest_media *md) { return md->audio || md->video; }
-
-static int check_media(const ds_manifest_media *md, const char *path, int code, char *err, size_t errlen)
-{
-    if ((md->audio != 0 && md->audio != 1) || (md->video != 0 && md->video != 1))
-        return ds_fail(err, errlen, code, "%s: media.audio, media.video: %d, %d (expected 0 or 1)", path, md->audio,
-                       md->video);
-    for (size_t i = 0; i < N_MEDIA_INTS; i++) {
-        int v = MEDIA_FIELD(md, const int, media_ints[i].off);
-        if (v < media_ints[i].lo || v > media_ints[i].hi)
-            return ds_fail(err, errlen, code, "%s: media.%s: %d (expected %d..%d)", path, media_ints[i].key, v,
-                           media_ints[i].lo, media_ints[i].hi);
-    }
-    if (!(md->audio_max_seconds > 0 && md->audio_max_seconds <= DS_MEDIA_MAX_SECONDS))
-        return ds_fail(err, errlen, code, "%s: media.audio_max_seconds: %g (expected > 0 and <= %d)", path,
-                       md->audio_max_seconds, DS_MEDIA_MAX_SECONDS);
-    if (md->frame_format != DS_FRAME_RAW && md->frame_format != DS_FRAME_JPEG)
-        return ds_fail(err, errlen, code, "%s: media.frame_format: %d (expected raw %d or jpeg %d)", path,
-                       md->frame_format, DS_FRAME_RAW, DS_FRAME_JPEG);
-    for (int i = 0; i < 6; i++) {
-        int64_t v = MEDIA_FIELD(md, const int64_t, media_counts[i].off);
-        int sharded = i < 3 ? md->audio : md->video;
-        if (v < 0 || (!sharded && v != 0))
-            return ds_fail(err, errlen, code, "%s: media.counts.%s: %lld (expected %s)", path, media_counts[i].key,
-                           (long long)v, sharded ? ">= 0" : "0: that medium was not sharded");
-    }
-    return DS_SHARD_OK;
-}
-
 /* The invariants that involve more than one field's type; shared by write (EINVAL) and read (ECORRUPT). */
 static int check_manifest(const ds_manifest *m, const char *path, int code, char *err, size_t errlen)
 {
@@ -261,7 +201,7 @@ static int check_manifest(const ds_manifest *m, const char *path, int code, char
         return ds_fail(err, errlen, code, "%s: tokenizer.utt_max_tokens: %d (expected 1..65535)", path, m->utt_max_tokens);
     if (m->ctx_max_tokens < 1 || m->ctx_max_tokens > 65535)
         return ds_fail(err, errlen, code, "%s: tokenizer.ctx_max_tokens: %d (expected 1..65535)", path, m->ctx_max_tokens);
-    return media_written(&m->media) ? check_media(&m->media, path, code, err, errlen) : DS_SHARD_OK;
+    return mf_check_media(&m->media, path, code, err, errlen);
 }
 
 /* Builders attach each child to its parent as soon as it exists, so deleting the root frees everything
@@ -282,26 +222,6 @@ static int add_hist(cJSON *obj, const char *key, const int64_t *h, int n)
         if (!cJSON_AddItemToArray(a, cJSON_CreateNumber((double)h[i])))
             return -1;
     return a ? 0 : -1;
-}
-
-static int add_media(cJSON *root, const ds_manifest_media *md)
-{
-    cJSON *o = cJSON_AddObjectToObject(root, "media");
-    int bad = !o || !cJSON_AddBoolToObject(o, "audio", md->audio) ||
-              !cJSON_AddNumberToObject(o, "audio_max_seconds", md->audio_max_seconds) ||
-              !cJSON_AddStringToObject(o, "audio_dir", md->audio_dir ? md->audio_dir : "") ||
-              !cJSON_AddBoolToObject(o, "video", md->video) ||
-              !cJSON_AddStringToObject(o, "frame_format", md->frame_format == DS_FRAME_JPEG ? "jpeg" : "raw") ||
-              !cJSON_AddStringToObject(o, "scaler", md->scaler ? md->scaler : "") ||
-              !cJSON_AddStringToObject(o, "video_dir", md->video_dir ? md->video_dir : "");
-    for (size_t i = 0; !bad && i < N_MEDIA_INTS; i++)
-        bad = !cJSON_AddNumberToObject(o, media_ints[i].key, MEDIA_FIELD(md, const int, media_ints[i].off));
-    cJSON *counts = bad ? NULL : cJSON_AddObjectToObject(o, "counts");
-    bad = bad || !counts;
-    for (int i = 0; !bad && i < 6; i++)
-        bad = !cJSON_AddNumberToObject(counts, media_counts[i].key,
-                                       (double)MEDIA_FIELD(md, const int64_t, media_counts[i].off));
-    return bad ? -1 : 0;
 }
 
 static cJSON *manifest_json(const ds_manifest *m)
@@ -342,7 +262,7 @@ static cJSON *manifest_json(const ds_manifest *m)
     bad = bad || !src ||
           !cJSON_AddStringToObject(src, "data_dir", m->source_data_dir ? m->source_data_dir : "") ||
           !cJSON_AddStringToObject(src, "json_file", m->source_json ? m->source_json : "");
-    bad = bad || (media_written(&m->media) && add_media(root, &m->media));
+    bad = bad || mf_add_media(root, &m->media);
     if (bad) {
         cJSON_Delete(root);
         return NULL;
@@ -422,122 +342,116 @@ static int is_int(const cJSON *v, double lo, double hi)
            v->valuedouble == (double)(int64_t)v->valuedouble;
 }
 
-typedef struct {
-    const char *path;
-    char *err;
-    size_t errlen;
-} rctx;
-
-static int bad(const rctx *c, const char *field, const char *what)
+int mf_bad(const mf_rctx *c, const char *field, const char *what)
 {
     return ds_fail(c->err, c->errlen, DS_SHARD_ECORRUPT, "%s: %s: %s", c->path, field, what);
 }
 
-static const cJSON *get(const rctx *c, const cJSON *obj, const char *key, const char *field, int *rc)
+const cJSON *mf_get(const mf_rctx *c, const cJSON *obj, const char *key, const char *field, int *rc)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!v)
-        *rc = bad(c, field, "missing");
+        *rc = mf_bad(c, field, "missing");
     return v;
 }
 
-static const cJSON *get_object(const rctx *c, const cJSON *obj, const char *key, const char *field, int *rc)
+const cJSON *mf_get_object(const mf_rctx *c, const cJSON *obj, const char *key, const char *field, int *rc)
 {
-    const cJSON *v = get(c, obj, key, field, rc);
+    const cJSON *v = mf_get(c, obj, key, field, rc);
     if (v && !cJSON_IsObject(v)) {
-        *rc = bad(c, field, "expected an object");
+        *rc = mf_bad(c, field, "expected an object");
         return NULL;
     }
     return v;
 }
 
-static int get_int(const rctx *c, const cJSON *obj, const char *key, const char *field, double lo, double hi,
-                   double *out)
+int mf_get_int(const mf_rctx *c, const cJSON *obj, const char *key, const char *field, double lo, double hi,
+               double *out)
 {
     int rc = 0;
-    const cJSON *v = get(c, obj, key, field, &rc);
+    const cJSON *v = mf_get(c, obj, key, field, &rc);
     if (rc)
         return rc;
     if (!is_int(v, lo, hi)) {
         char what[96];
         snprintf(what, sizeof what, "expected an integer in %.0f..%.0f", lo, hi);
-        return bad(c, field, what);
+        return mf_bad(c, field, what);
     }
     *out = v->valuedouble;
     return 0;
 }
 
-static int get_str(const rctx *c, const cJSON *obj, const char *key, const char *field, char **out)
+int mf_get_str(const mf_rctx *c, const cJSON *obj, const char *key, const char *field, char **out)
 {
     int rc = 0;
-    const cJSON *v = get(c, obj, key, field, &rc);
+    const cJSON *v = mf_get(c, obj, key, field, &rc);
     if (rc)
         return rc;
     if (!cJSON_IsString(v))
-        return bad(c, field, "expected a string");
+        return mf_bad(c, field, "expected a string");
     *out = strdup(v->valuestring);
     return *out ? 0 : ds_fail(c->err, c->errlen, DS_SHARD_ENOMEM, "%s: out of memory", c->path);
 }
 
-static int read_strv(const rctx *c, const cJSON *v, const char *field, ds_strv *out)
+static int read_strv(const mf_rctx *c, const cJSON *v, const char *field, ds_strv *out)
 {
     if (!cJSON_IsArray(v))
-        return bad(c, field, "expected an array of strings");
+        return mf_bad(c, field, "expected an array of strings");
     const cJSON *e;
     cJSON_ArrayForEach(e, v) {
         if (!cJSON_IsString(e))
-            return bad(c, field, "expected an array of strings");
+            return mf_bad(c, field, "expected an array of strings");
         if (ds_strv_push(out, e->valuestring))
             return ds_fail(c->err, c->errlen, DS_SHARD_ENOMEM, "%s: out of memory", c->path);
     }
     return 0;
 }
 
-static int read_hist(const rctx *c, const cJSON *v, const char *field, int64_t *h, int n)
+static int read_hist(const mf_rctx *c, const cJSON *v, const char *field, int64_t *h, int n)
 {
     char what[64];
     snprintf(what, sizeof what, "expected an array of %d integers", n);
     if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != n)
-        return bad(c, field, what);
+        return mf_bad(c, field, what);
     int i = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, v) {
         if (!is_int(e, -9007199254740992.0, 9007199254740992.0))
-            return bad(c, field, what);
+            return mf_bad(c, field, what);
         h[i++] = (int64_t)e->valuedouble;
     }
     return 0;
 }
 
 /* splits.NAME.key as an array of strings, or of n integers. */
-static int split_strv(const rctx *c, const cJSON *o, const char *name, const char *key, ds_strv *out)
+static int split_strv(const mf_rctx *c, const cJSON *o, const char *name, const char *key, ds_strv *out)
 {
     char f[160];
     int rc = 0;
     snprintf(f, sizeof f, "splits.%s.%s", name, key);
-    const cJSON *v = get(c, o, key, f, &rc);
+    const cJSON *v = mf_get(c, o, key, f, &rc);
     return v ? read_strv(c, v, f, out) : rc;
 }
 
-static int split_hist(const rctx *c, const cJSON *o, const char *name, const char *key, int64_t *h, int n)
+static int split_hist(const mf_rctx *c, const cJSON *o, const char *name, const char *key, int64_t *h, int n)
 {
     char f[160];
     int rc = 0;
     snprintf(f, sizeof f, "splits.%s.%s", name, key);
-    const cJSON *v = get(c, o, key, f, &rc);
+    const cJSON *v = mf_get(c, o, key, f, &rc);
     return v ? read_hist(c, v, f, h, n) : rc;
 }
 
-static int read_split(const rctx *c, const cJSON *o, ds_manifest_split *s)
+static int read_split(const mf_rctx *c, const cJSON *o, ds_manifest_split *s)
 {
     char f[160];
     int rc;
     double count;
     snprintf(f, sizeof f, "splits.%s", s->name);
     if (!cJSON_IsObject(o))
-        return bad(c, f, "expected an object");
+        return mf_bad(c, f, "expected an object");
     snprintf(f, sizeof f, "splits.%s.count", s->name);
-    if ((rc = get_int(c, o, "count", f, 0, 9007199254740992.0, &count)))
+    if ((rc = mf_get_int(c, o, "count", f, 0, 9007199254740992.0, &count)))
         return rc;
     s->count = (size_t)count;
     if ((rc = split_strv(c, o, s->name, "shards", &s->shards)))
@@ -545,7 +459,7 @@ static int read_split(const rctx *c, const cJSON *o, ds_manifest_split *s)
     snprintf(f, sizeof f, "splits.%s.shards", s->name);
     for (size_t i = 0; i < s->shards.n; i++)
         if (!s->shards.v[i][0] || strchr(s->shards.v[i], '/'))
-            return bad(c, f, "expected plain file names inside the shards folder");
+            return mf_bad(c, f, "expected plain file names inside the shards folder");
     if ((rc = split_strv(c, o, s->name, "conversation_ids", &s->conversation_ids)) ||
         (rc = split_hist(c, o, s->name, "label7_histogram", s->label7_hist, 7)) ||
         (rc = split_hist(c, o, s->name, "label32_histogram", s->label32_hist, 32)))
@@ -553,148 +467,93 @@ static int read_split(const rctx *c, const cJSON *o, ds_manifest_split *s)
     return 0;
 }
 
-static int get_bool(const rctx *c, const cJSON *obj, const char *key, const char *field, int *out)
-{
-    int rc = 0;
-    const cJSON *v = get(c, obj, key, field, &rc);
-    if (rc)
-        return rc;
-    if (!cJSON_IsBool(v))
-        return bad(c, field, "expected true or false");
-    *out = cJSON_IsTrue(v);
-    return 0;
-}
-
-/* Every key of "media" is required once the object is there; check_media then checks the ranges. */
-static int read_media(const rctx *c, const cJSON *o, ds_manifest_media *md)
-{
-    int rc = 0;
-    char f[64];
-    double d;
-    const cJSON *v;
-    if (!cJSON_IsObject(o))
-        return bad(c, "media", "expected an object");
-    if ((rc = get_bool(c, o, "audio", "media.audio", &md->audio)) ||
-        (rc = get_str(c, o, "audio_dir", "media.audio_dir", &md->audio_dir)) ||
-        (rc = get_bool(c, o, "video", "media.video", &md->video)) ||
-        (rc = get_str(c, o, "scaler", "media.scaler", &md->scaler)) ||
-        (rc = get_str(c, o, "video_dir", "media.video_dir", &md->video_dir)))
-        return rc;
-    for (size_t i = 0; i < N_MEDIA_INTS; i++) {
-        snprintf(f, sizeof f, "media.%s", media_ints[i].key);
-        if ((rc = get_int(c, o, media_ints[i].key, f, media_ints[i].lo, media_ints[i].hi, &d)))
-            return rc;
-        MEDIA_FIELD(md, int, media_ints[i].off) = (int)d;
-    }
-    if (!(v = get(c, o, "audio_max_seconds", "media.audio_max_seconds", &rc)))
-        return rc;
-    if (!cJSON_IsNumber(v))
-        return bad(c, "media.audio_max_seconds", "expected a number");
-    md->audio_max_seconds = v->valuedouble;
-    if (!(v = get(c, o, "frame_format", "media.frame_format", &rc)))
-        return rc;
-    if (!cJSON_IsString(v) || (strcmp(v->valuestring, "raw") != 0 && strcmp(v->valuestring, "jpeg") != 0))
-        return bad(c, "media.frame_format", "expected \"raw\" or \"jpeg\"");
-    md->frame_format = strcmp(v->valuestring, "jpeg") == 0 ? DS_FRAME_JPEG : DS_FRAME_RAW;
-    const cJSON *counts = get_object(c, o, "counts", "media.counts", &rc);
-    if (!counts)
-        return rc;
-    for (int i = 0; i < 6; i++) {
-        snprintf(f, sizeof f, "media.counts.%s", media_counts[i].key);
-        if ((rc = get_int(c, counts, media_counts[i].key, f, 0, 9007199254740992.0, &d)))
-            return rc;
-        MEDIA_FIELD(md, int64_t, media_counts[i].off) = (int64_t)d;
-    }
-    return 0;
-}
-
-static int read_root(const rctx *c, const cJSON *root, ds_manifest *m)
+static int read_root(const mf_rctx *c, const cJSON *root, ds_manifest *m)
 {
     int rc = 0;
     double d;
     const cJSON *v, *e;
     char f[160];
     if (!cJSON_IsObject(root))
-        return bad(c, "(top level)", "expected an object");
-    if ((rc = get_int(c, root, "version", "version", 0, 1e9, &d)))
+        return mf_bad(c, "(top level)", "expected an object");
+    if ((rc = mf_get_int(c, root, "version", "version", 0, 1e9, &d)))
         return rc;
     m->version = (int)d;
     if (m->version != DS_MANIFEST_VERSION)
         return check_manifest(m, c->path, DS_SHARD_ECORRUPT, c->err, c->errlen);
-    if ((rc = get_int(c, root, "format_version", "format_version", 1, 65535, &d)))
+    if ((rc = mf_get_int(c, root, "format_version", "format_version", 1, 65535, &d)))
         return rc;
     m->format_version = (int)d;
-    if ((rc = get_int(c, root, "labels", "labels", 7, 32, &d)))
+    if ((rc = mf_get_int(c, root, "labels", "labels", 7, 32, &d)))
         return rc;
     if (d != 7 && d != 32)
-        return bad(c, "labels", "expected 7 or 32");
+        return mf_bad(c, "labels", "expected 7 or 32");
     m->labels = (int)d;
-    if ((rc = get_str(c, root, "created_by", "created_by", &m->created_by)))
+    if ((rc = mf_get_str(c, root, "created_by", "created_by", &m->created_by)))
         return rc;
 
-    if (!(v = get_object(c, root, "splits", "splits", &rc)))
+    if (!(v = mf_get_object(c, root, "splits", "splits", &rc)))
         return rc;
     cJSON_ArrayForEach(e, v) {
         ds_manifest_split *s = ds_manifest_add_split(m, e->string);
         if (!s)
-            return bad(c, "splits", "duplicate split name");
+            return mf_bad(c, "splits", "duplicate split name");
         if ((rc = read_split(c, e, s)))
             return rc;
     }
 
-    const cJSON *sk = get_object(c, root, "skipped", "skipped", &rc);
+    const cJSON *sk = mf_get_object(c, root, "skipped", "skipped", &rc);
     if (!sk)
         return rc;
-    if (!(v = get_object(c, sk, "counts", "skipped.counts", &rc)))
+    if (!(v = mf_get_object(c, sk, "counts", "skipped.counts", &rc)))
         return rc;
     cJSON_ArrayForEach(e, v) {
         snprintf(f, sizeof f, "skipped.counts.%s", e->string);
         if (!is_int(e, 0, 9007199254740992.0))
-            return bad(c, f, "expected a count >= 0");
+            return mf_bad(c, f, "expected a count >= 0");
         if (ds_manifest_add_skip(m, e->string, NULL))
             return ds_fail(c->err, c->errlen, DS_SHARD_ENOMEM, "%s: out of memory", c->path);
         m->skips[m->n_skips - 1].count = (int64_t)e->valuedouble;
     }
-    if (!(v = get(c, sk, "lines", "skipped.lines", &rc)) || (rc = read_strv(c, v, "skipped.lines", &m->skip_lines)))
+    if (!(v = mf_get(c, sk, "lines", "skipped.lines", &rc)) || (rc = read_strv(c, v, "skipped.lines", &m->skip_lines)))
         return rc;
 
-    if (!(v = get_object(c, root, "vocabularies", "vocabularies", &rc)))
+    if (!(v = mf_get_object(c, root, "vocabularies", "vocabularies", &rc)))
         return rc;
     cJSON_ArrayForEach(e, v) {
         ds_manifest_vocab *voc = ds_manifest_add_vocab(m, e->string);
         if (!voc)
-            return bad(c, "vocabularies", "duplicate vocabulary name");
+            return mf_bad(c, "vocabularies", "duplicate vocabulary name");
         snprintf(f, sizeof f, "vocabularies.%s", e->string);
         if ((rc = read_strv(c, e, f, &voc->items)))
             return rc;
     }
 
-    const cJSON *tok = get_object(c, root, "tokenizer", "tokenizer", &rc);
+    const cJSON *tok = mf_get_object(c, root, "tokenizer", "tokenizer", &rc);
     if (!tok)
         return rc;
-    if (!(v = get(c, tok, "vocab_md5", "tokenizer.vocab_md5", &rc)))
+    if (!(v = mf_get(c, tok, "vocab_md5", "tokenizer.vocab_md5", &rc)))
         return rc;
     if (!cJSON_IsString(v) || strlen(v->valuestring) != 32)
-        return bad(c, "tokenizer.vocab_md5", "expected a string of 32 hex digits");
+        return mf_bad(c, "tokenizer.vocab_md5", "expected a string of 32 hex digits");
     memcpy(m->vocab_md5, v->valuestring, 33);
-    if ((rc = get_int(c, tok, "vocab_size", "tokenizer.vocab_size", 1, 65536, &d)))
+    if ((rc = mf_get_int(c, tok, "vocab_size", "tokenizer.vocab_size", 1, 65536, &d)))
         return rc;
     m->vocab_size = (int)d;
-    if ((rc = get_int(c, tok, "utt_max_tokens", "tokenizer.utt_max_tokens", 1, 65535, &d)))
+    if ((rc = mf_get_int(c, tok, "utt_max_tokens", "tokenizer.utt_max_tokens", 1, 65535, &d)))
         return rc;
     m->utt_max_tokens = (int)d;
-    if ((rc = get_int(c, tok, "ctx_max_tokens", "tokenizer.ctx_max_tokens", 1, 65535, &d)))
+    if ((rc = mf_get_int(c, tok, "ctx_max_tokens", "tokenizer.ctx_max_tokens", 1, 65535, &d)))
         return rc;
     m->ctx_max_tokens = (int)d;
 
-    const cJSON *src = get_object(c, root, "source", "source", &rc);
+    const cJSON *src = mf_get_object(c, root, "source", "source", &rc);
     if (!src)
         return rc;
-    if ((rc = get_str(c, src, "data_dir", "source.data_dir", &m->source_data_dir)) ||
-        (rc = get_str(c, src, "json_file", "source.json_file", &m->source_json)))
+    if ((rc = mf_get_str(c, src, "data_dir", "source.data_dir", &m->source_data_dir)) ||
+        (rc = mf_get_str(c, src, "json_file", "source.json_file", &m->source_json)))
         return rc;
     const cJSON *media = cJSON_GetObjectItemCaseSensitive(root, "media");
-    if (media && (rc = read_media(c, media, &m->media)))
+    if (media && (rc = mf_read_media(c, media, &m->media)))
         return rc;
     return check_manifest(m, c->path, DS_SHARD_ECORRUPT, c->err, c->errlen);
 }
@@ -740,7 +599,7 @@ int ds_manifest_read(const char *path, ds_manifest *m, char *err, size_t errlen)
         return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "%s: not valid JSON (near byte %zu)", path, off);
     }
     free(text);
-    rctx c = {path, err, errlen};
+    mf_rctx c = {path, err, errlen};
     rc = read_root(&c, root, m);
     cJSON_Delete(root);
     return rc;

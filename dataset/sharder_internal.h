@@ -66,6 +66,7 @@ void sh_media_counts_add(sh_media_counts *to, const sh_media_counts *c);
 
 typedef struct {
     size_t count;             /* samples in the part */
+    char media_digest[33];    /* md5 of name, size and mtime of every media file the part read */
     sh_media_counts media;
     ds_strv lines;            /* "audio: FILE: reason" / "video: FILE: reason" per undecodable file */
 } sh_report;
@@ -86,6 +87,9 @@ typedef struct {
     uint8_t *raw;             /* DS_MAX_UTT * DS_N_FRAMES frames when frames are stored raw */
 } sh_media_store;
 void sh_media_store_free(sh_media_store *st);
+
+/* The path of utterance u's wav (video 0) or mp4 (video 1) into buf; -1 when it has no avatar ID (no name). */
+int sh_media_path(const ds_sharder *s, const am_sample *a, int u, int video, char *buf, size_t n);
 
 /* Decodes utterance u of sample into r->utt[u] (media pointers into st) and sets its presence bits.
  * A missing file counts as missing; an undecodable one, under AM_ON_ERROR_SKIP, as bad with its line

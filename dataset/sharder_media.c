@@ -80,11 +80,20 @@ static int media_outcome(const ds_sharder *s, int code, const char *medium, cons
     return 0;
 }
 
-static int utterance_audio(const ds_sharder *s, const char *stem, const am_sample *a, int u, ds_utt *du,
-                           sh_media_store *st, sh_media_counts *c, ds_strv *bad_lines, char *err, size_t errlen)
+int sh_media_path(const ds_sharder *s, const am_sample *a, int u, int video, char *buf, size_t n)
+{
+    if (a->utt[u].avatar_id < 0)
+        return -1;
+    snprintf(buf, n, "%s/dia%sutt%d_%d.%s", video ? s->video_dir : s->audio_dir, a->conversation_id,
+             a->utt[u].index, a->utt[u].avatar_id, video ? "mp4" : "wav");
+    return 0;
+}
+
+static int utterance_audio(const ds_sharder *s, const am_sample *a, int u, ds_utt *du, sh_media_store *st,
+                           sh_media_counts *c, ds_strv *bad_lines, char *err, size_t errlen)
 {
     char path[4400], msg[1024] = "";
-    snprintf(path, sizeof path, "%s/%s.wav", s->audio_dir, stem);
+    sh_media_path(s, a, u, 0, path, sizeof path);
     size_t max = (size_t)llround(s->o->audio_max_seconds * DS_AUDIO_RATE), n = 0;
     free(st->wave[u]);
     st->wave[u] = NULL;
@@ -100,13 +109,12 @@ static int utterance_audio(const ds_sharder *s, const char *stem, const am_sampl
                          DS_PRESENT_AUDIO_BAD, bad_lines, err, errlen);
 }
 
-static int utterance_video(const ds_sharder *s, sh_media_ctx *m, const char *stem, const am_sample *a, int u,
-                           ds_utt *du, sh_media_store *st, sh_media_counts *c, ds_strv *bad_lines, char *err,
-                           size_t errlen)
+static int utterance_video(const ds_sharder *s, sh_media_ctx *m, const am_sample *a, int u, ds_utt *du,
+                           sh_media_store *st, sh_media_counts *c, ds_strv *bad_lines, char *err, size_t errlen)
 {
     const ds_sharder_opts *o = s->o;
     char path[4400], msg[1024] = "";
-    snprintf(path, sizeof path, "%s/%s.mp4", s->video_dir, stem);
+    sh_media_path(s, a, u, 1, path, sizeof path);
     size_t frame = (size_t)o->frame_w * o->frame_h * 3;
     uint8_t *rgb = o->frame_format == DS_FRAME_RAW ? st->raw + (size_t)u * DS_N_FRAMES * frame : m->rgb;
     int code = ds_video_read_frames(path, DS_N_FRAMES, o->frame_w, o->frame_h, rgb, NULL, msg, sizeof msg);
@@ -136,11 +144,8 @@ int sh_media_utterance(const ds_sharder *s, sh_media_ctx *m, const am_sample *a,
 {
     const ds_sharder_opts *o = s->o;
     ds_utt *du = &r->utt[u];
-    int aid = a->utt[u].avatar_id;
-    char stem[128];
-    snprintf(stem, sizeof stem, "dia%sutt%d_%d", a->conversation_id, a->utt[u].index, aid);
     /* Without an avatar ID the file name cannot be formed: the media count as missing. */
-    if (aid < 0) {
+    if (a->utt[u].avatar_id < 0) {
         c->audio_missing += o->audio != 0;
         c->video_missing += o->video != 0;
         return 0;
@@ -152,8 +157,8 @@ int sh_media_utterance(const ds_sharder *s, sh_media_ctx *m, const am_sample *a,
     }
     int rc = 0;
     if (o->audio)
-        rc = utterance_audio(s, stem, a, u, du, st, c, bad_lines, err, errlen);
+        rc = utterance_audio(s, a, u, du, st, c, bad_lines, err, errlen);
     if (!rc && o->video)
-        rc = utterance_video(s, m, stem, a, u, du, st, c, bad_lines, err, errlen);
+        rc = utterance_video(s, m, a, u, du, st, c, bad_lines, err, errlen);
     return rc;
 }

@@ -8,6 +8,7 @@
 #include "dataset/sharder_internal.h"
 
 #include "dataset/error.h"
+#include "dataset/md5.h"
 #include "dataset/shard.h"
 
 #include <cjson/cJSON.h>
@@ -52,6 +53,7 @@ static int report_write(const ds_sharder *s, const char *path, sh_report *r, cha
     cJSON *j = cJSON_CreateObject();
     cJSON *lines = cJSON_AddArrayToObject(j, "lines");
     int ok = j && lines && cJSON_AddStringToObject(j, "fingerprint", s->fingerprint) &&
+             cJSON_AddStringToObject(j, "media_digest", r->media_digest) &&
              cJSON_AddNumberToObject(j, "count", (double)r->count);
     for (int i = 0; ok && i < 6; i++)
         ok = cJSON_AddNumberToObject(j, count_names[i], (double)*count_field(&r->media, i)) != NULL;
@@ -113,12 +115,16 @@ int sh_report_read(const ds_sharder *s, const char *path, sh_report *r, char *er
     cJSON *j = text ? cJSON_ParseWithLength(text, len) : NULL;
     free(text);
     const cJSON *fp = cJSON_GetObjectItemCaseSensitive(j, "fingerprint");
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(j, "media_digest");
     const cJSON *lines = cJSON_GetObjectItemCaseSensitive(j, "lines");
     int rc = 0;
-    if (!cJSON_IsString(fp) || !cJSON_IsArray(lines) || json_count(j, "count", &r->count))
+    if (!cJSON_IsString(fp) || !cJSON_IsString(md) || strlen(md->valuestring) != 32 || !cJSON_IsArray(lines) ||
+        json_count(j, "count", &r->count))
         rc = ds_fail(err, errlen, DS_SHARD_ECORRUPT, "%s: not a part report", path);
     else if (strcmp(fp->valuestring, s->fingerprint))
         rc = ds_fail(err, errlen, DS_SHARD_ECORRUPT, "%s: made from other input or settings", path);
+    else
+        memcpy(r->media_digest, md->valuestring, 33);
     for (int i = 0; !rc && i < 6; i++)
         if (json_count(j, count_names[i], count_field(&r->media, i)))
             rc = ds_fail(err, errlen, DS_SHARD_ECORRUPT, "%s: %s is not a count", path, count_names[i]);
@@ -137,6 +143,40 @@ int sh_report_read(const ds_sharder *s, const char *path, sh_report *r, char *er
     return rc;
 }
 
+static size_t part_size(const ds_sharder *s, const sh_split *sp, size_t part)
+{
+    size_t ps = (size_t)s->o->part_samples;
+    return sp->n - part * ps < ps ? sp->n - part * ps : ps;
+}
+
+/* What the part's media files are: name, size and modification time of every file its utterances name
+ * ("-" for one that is not there), hashed. A file replaced or touched since changes it, and the part is
+ * decoded again; reading names and times costs a stat per file, not a decode. */
+static void part_media_digest(const ds_sharder *s, const sh_split *sp, size_t part, char hex[33])
+{
+    md5_ctx c;
+    md5_init(&c);
+    size_t first = part * (size_t)s->o->part_samples, n = part_size(s, sp, part);
+    for (size_t i = first; i < first + n; i++) {
+        const am_sample *a = &s->c.v[sp->idx[i]];
+        for (int u = 0; u < a->n_utt; u++)
+            for (int video = 0; video < 2; video++) {
+                char path[4400], line[4500];
+                if (!(video ? s->o->video : s->o->audio) || sh_media_path(s, a, u, video, path, sizeof path))
+                    continue;
+                struct stat sb;
+                int len = stat(path, &sb) != 0
+                              ? snprintf(line, sizeof line, "%s -\n", path)
+                              : snprintf(line, sizeof line, "%s %lld %lld.%09ld\n", path, (long long)sb.st_size,
+                                         (long long)sb.st_mtim.tv_sec, (long)sb.st_mtim.tv_nsec);
+                md5_update(&c, line, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1);
+            }
+    }
+    uint8_t d[16];
+    md5_final(&c, d);
+    md5_hex(d, hex);
+}
+
 /* A part is done when its shard file is published and its report is this run's. Under AM_ON_ERROR_FAIL a
  * part that holds undecodable files (made by an earlier run that skipped them) is not: it is decoded again,
  * so the run stops at the first of them as asked. */
@@ -152,7 +192,11 @@ static int part_done(const ds_sharder *s, const sh_split *sp, size_t part, size_
     int bad = r.lines.n > 0;
     ds_strv_free(&r.lines);
     *count = r.count;
-    return rc == 0 && !(bad && s->o->on_error == AM_ON_ERROR_FAIL);
+    if (rc || (bad && s->o->on_error == AM_ON_ERROR_FAIL))
+        return 0;
+    char digest[33];
+    part_media_digest(s, sp, part, digest);
+    return strcmp(digest, r.media_digest) == 0;
 }
 
 /* ---- the decoding pipeline ---- */
@@ -290,6 +334,7 @@ static int write_part(pool *p, const sh_split *sp, size_t part, size_t k0, size_
     if (rc)
         return rc;
     sh_report r = {.count = n};
+    part_media_digest(s, sp, part, r.media_digest);
     for (size_t k = k0; !rc && k < k0 + n; k++) {
         sh_slot *sl = wait_ready(p, k);
         if (sl->rc)
@@ -382,7 +427,7 @@ int ds_sharder_write(ds_sharder *s, int rank, int world, ds_sharder_progress_fn 
         const sh_split *sp;
         size_t part, count;
         sh_part_of(s, g, &sp, &part);
-        size_t n = sp->n - part * ps < ps ? sp->n - part * ps : ps;
+        size_t n = part_size(s, sp, part);
         pr.total += n;
         if (part_done(s, sp, part, &count) && count == n) {
             stats->parts_resumed++;
@@ -420,7 +465,7 @@ int ds_sharder_write(ds_sharder *s, int rank, int world, ds_sharder_progress_fn 
         const sh_split *sp;
         size_t part;
         sh_part_of(s, pending[i], &sp, &part);
-        size_t n = sp->n - part * ps < ps ? sp->n - part * ps : ps;
+        size_t n = part_size(s, sp, part);
         rc = write_part(&p, sp, part, k, n, &pr, err, errlen);
         k += n;
     }

@@ -84,6 +84,17 @@ resume)
   "$EMPD" "${args[@]}" >"$t/log2"
   total=$(find "$t/out" -maxdepth 1 -name '*.lmdb' | wc -l)
   grep -q "in $total files ($total resumed)" "$t/log2" || fail "complete run not resumed: $(cat "$t/log2")"
+  # A media file touched since: the one part that read it is decoded again, the others are kept.
+  cid=$(py -c 'import json, sys; print(json.load(open(sys.argv[1]))["splits"]["train"]["conversation_ids"][0])' \
+          "$t/out/manifest.json")
+  n_touched=0
+  for f in "$corpus/audio_v5_0/dia${cid}utt"*.wav "$corpus/video_v5_0/dia${cid}utt"*.mp4; do
+    [ -e "$f" ] && touch "$f" && n_touched=$((n_touched + 1))
+  done
+  [ "$n_touched" -gt 0 ] || fail "conversation $cid has no media file to touch"
+  "$EMPD" "${args[@]}" >"$t/log4"
+  grep -q "in $total files ($((total - 1)) resumed)" "$t/log4" || fail "touched media not redone: $(cat "$t/log4")"
+  py "$here/compare_shards.py" "$ref" "$t/out"
   # Other settings: no part is reused.
   "$EMPD" "${args[@]}" --jpeg-quality 50 >"$t/log3"
   grep -q "(0 resumed)" "$t/log3" || fail "parts of other settings were reused: $(cat "$t/log3")"
