@@ -105,11 +105,22 @@ static int cmd_shard_verify(int argc, char **argv)
     return rc ? 1 : 0;
 }
 
+typedef struct {
+    tr_progress bar;
+    int show, begun;
+    const char *label;
+} shard_progress;
+
+/* The bar starts at the first report, which knows this rank's total and what earlier runs finished
+ * (counted as done, not in the rate). */
 static void on_progress(void *ctx, size_t done, size_t total)
 {
-    tr_progress *bar = ctx;
-    bar->total = (int64_t)total;
-    tr_progress_update(bar, (int64_t)done, NULL);
+    shard_progress *p = ctx;
+    if (!p->begun) {
+        tr_progress_begin(&p->bar, p->show, p->label, "samples", (int64_t)done, (int64_t)total);
+        p->begun = 1;
+    }
+    tr_progress_update(&p->bar, (int64_t)done, NULL);
 }
 
 /* How many ranks failed, agreed by all; a rank that cannot take part in the vote counts them all. */
@@ -190,11 +201,13 @@ static int run_shard(ds_sharder_opts *o, int threads_given, int quiet)
     rc = rank == 0 ? ds_sharder_prepare(s, err, sizeof err) : 0;
     if (report_failure(g, rc, err))
         goto out;
-    tr_progress bar;
-    tr_progress_begin(&bar, rank == 0 && !quiet && tr_progress_tty(), "shard", "samples", 0, 0);
+    /* Ranks take the files in turn, so rank 0's share tracks the whole job's; the bar says whose it is. */
+    shard_progress pr = {.show = rank == 0 && !quiet && tr_progress_tty(),
+                         .label = comm_size(g) > 1 ? "shard (rank 0)" : "shard"};
     ds_sharder_stats st;
-    rc = ds_sharder_write(s, rank, comm_size(g), on_progress, &bar, &st, err, sizeof err);
-    tr_progress_end(&bar);
+    rc = ds_sharder_write(s, rank, comm_size(g), on_progress, &pr, &st, err, sizeof err);
+    if (pr.begun)
+        tr_progress_end(&pr.bar);
     if (report_failure(g, rc, err))
         goto out;
     rc = rank == 0 ? ds_sharder_finish(s, err, sizeof err) : 0;

@@ -48,6 +48,12 @@ mpi)
   py "$here/compare_shards.py" "$ref" "$t/two"
   "$EMPD" shard --data "$corpus" --out "$t/threads" --threads 2 --part-samples 5 --quiet
   py "$here/compare_shards.py" "$ref" "$t/threads"
+  # On a terminal a progress bar with rate and ETA; otherwise one summary line and no bar.
+  script -qc "$EMPD shard --data $corpus --out $t/tty --threads 2" /dev/null >"$t/tty.log" </dev/null
+  grep -q 'shard \[[#.]*\] [0-9]*/[0-9]* .* samples/s  ETA' "$t/tty.log" || fail "no progress bar: $(cat -v "$t/tty.log")"
+  "$EMPD" shard --data "$corpus" --out "$t/notty" --threads 2 >"$t/notty.log"
+  if grep -q $'\r' "$t/notty.log"; then fail "a progress bar without a terminal"; fi
+  [ "$(wc -l <"$t/notty.log")" -eq 1 ] || fail "not one summary line: $(cat "$t/notty.log")"
   # Without media a sample takes microseconds: the threads race far ahead of the writer, and must still
   # deliver every record in order (a pipeline that lets a later sample take an earlier one's slot hangs).
   "$EMPD" synth --out "$t/text" --conversations 400 --seed 3 --media none >/dev/null
