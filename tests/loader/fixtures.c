@@ -1,23 +1,10 @@
-/* nftw and memmem are GNU/XSI extensions beyond gnu11 defaults. */
-#define _GNU_SOURCE
 #include "tests/loader/fixtures.h"
 
-#include "dataset/shard.h"
 #include "tests/common/test_files.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-char err[512];
-
-uint64_t rnd(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 rec_store *rec_new(void)
 {
@@ -49,9 +36,17 @@ static void draw_frame(uint8_t *rgb, uint64_t *s)
         }
 }
 
-static void gen_media(rec_store *st, ds_utt *ut, int u, uint64_t *s, int media)
+typedef struct {
+    rec_store *st;
+    int media;
+} media_gen;
+
+static void gen_media(void *arg, ds_record *r, int u, uint64_t *s)
 {
-    ds_record *r = &st->r;
+    const media_gen *g = arg;
+    rec_store *st = g->st;
+    int media = g->media;
+    ds_utt *ut = &r->utt[u];
     uint64_t roll = rnd(s) % 10;
     if (roll < 6) {
         ut->presence |= DS_PRESENT_AUDIO;
@@ -88,32 +83,8 @@ static void gen_media(rec_store *st, ds_utt *ut, int u, uint64_t *s, int media)
 
 void gen_record(rec_store *st, uint64_t seed, uint32_t index, int media)
 {
-    uint64_t s = seed * 1000003u + index;
-    ds_record *r = &st->r;
-    memset(r, 0, sizeof *r);
-    r->sample_index = index;
-    snprintf(r->conversation_id, sizeof r->conversation_id, "c%llu-%06u", (unsigned long long)(seed % 1000), index);
-    r->label7 = (int8_t)(rnd(&s) % 8) - 1;
-    r->label32 = (int8_t)(rnd(&s) % 33) - 1;
-    for (int i = 0; i < DS_META_N; i++)
-        r->meta[i] = (int32_t)(rnd(&s) % 5 == 0 ? rnd(&s) % 0x7fffffffu : rnd(&s) % 100);
-    r->n_ctx = (uint16_t)(rnd(&s) % (MAX_CTX + 1));
-    for (int i = 0; i < r->n_ctx; i++)
-        st->ctx[i] = (uint16_t)rnd(&s);
-    r->ctx = st->ctx;
-    r->n_utt = (int)(rnd(&s) % (DS_MAX_UTT + 1));
-    for (int u = 0; u < r->n_utt; u++) {
-        ds_utt *ut = &r->utt[u];
-        ut->role = u == r->n_utt - 1 ? DS_ROLE_LISTENER_RESPONSE : (uint8_t)(u % 2);
-        ut->index = (uint16_t)u;
-        ut->avatar = (int16_t)((int)(rnd(&s) % 101) - 1);
-        ut->n_tokens = (uint16_t)(rnd(&s) % (MAX_UTT_TOK + 1));
-        for (int k = 0; k < ut->n_tokens; k++)
-            st->tok[u][k] = (uint16_t)rnd(&s);
-        ut->tokens = st->tok[u];
-        if (media != MEDIA_NONE)
-            gen_media(st, ut, u, &s, media);
-    }
+    media_gen g = {st, media};
+    sf_gen_record(&st->r, st->ctx, st->tok, seed, index, media == MEDIA_NONE ? NULL : gen_media, &g);
 }
 
 char *make_tmpdir(void)
@@ -129,29 +100,31 @@ void rm_tmpdir(char *d)
     free(d);
 }
 
-static void count_media(ds_manifest_media *md, const ds_record *r)
-{
-    for (int u = 0; u < r->n_utt; u++) {
-        unsigned p = r->utt[u].presence;
-        md->audio_present += !!(p & DS_PRESENT_AUDIO);
-        md->audio_bad += !!(p & DS_PRESENT_AUDIO_BAD);
-        md->audio_missing += !(p & (DS_PRESENT_AUDIO | DS_PRESENT_AUDIO_BAD));
-        md->video_present += !!(p & DS_PRESENT_VIDEO);
-        md->video_bad += !!(p & DS_PRESENT_VIDEO_BAD);
-        md->video_missing += !(p & (DS_PRESENT_VIDEO | DS_PRESENT_VIDEO_BAD));
-    }
-}
-
 void make_split(const char *dir, ds_manifest *m, const char *name, uint64_t seed, int n, int parts, int media)
 {
     make_split_with(dir, m, name, seed, n, parts, media, NULL, NULL);
 }
 
+typedef struct {
+    rec_store *st;
+    uint64_t seed;
+    int media;
+    rec_hook hook;
+    void *ctx;
+} split_gen;
+
+static const ds_record *next_record(void *arg, uint32_t index)
+{
+    split_gen *g = arg;
+    gen_record(g->st, g->seed, index, g->media);
+    if (g->hook)
+        g->hook(g->st, g->ctx);
+    return &g->st->r;
+}
+
 void make_split_with(const char *dir, ds_manifest *m, const char *name, uint64_t seed, int n, int parts, int media,
                      rec_hook hook, void *ctx)
 {
-    ds_manifest_split *s = ds_manifest_add_split(m, name);
-    assert_non_null(s);
     if (media != MEDIA_NONE && !m->media.audio) {
         ds_manifest_media *md = &m->media;
         *md = (ds_manifest_media){.audio = 1, .audio_rate = DS_AUDIO_RATE, .audio_max_seconds = 10, .video = 1,
@@ -160,71 +133,19 @@ void make_split_with(const char *dir, ds_manifest *m, const char *name, uint64_t
                                   .jpeg_quality = 90, .scaler = strdup("bilinear"), .audio_dir = strdup("audio"),
                                   .video_dir = strdup("video")};
     }
-    rec_store *st = rec_new();
-    uint32_t idx = 0;
-    for (int p = 0; p < parts; p++) {
-        ds_shard_writer *w;
-        assert_int_equal(ds_shard_writer_open(dir, name, p, NULL, &w, err, sizeof err), DS_SHARD_OK);
-        for (int end = n * (p + 1) / parts; (int)idx < end; idx++) {
-            gen_record(st, seed, idx, media);
-            if (hook)
-                hook(st, ctx);
-            if (ds_shard_writer_put(w, &st->r, err, sizeof err) != DS_SHARD_OK)
-                fail_msg("put %u: %s", idx, err);
-            assert_int_equal(ds_strv_push(&s->conversation_ids, st->r.conversation_id), 0);
-            if (st->r.label7 >= 0)
-                s->label7_hist[st->r.label7]++;
-            if (st->r.label32 >= 0)
-                s->label32_hist[st->r.label32]++;
-            if (media != MEDIA_NONE)
-                count_media(&m->media, &st->r);
-        }
-        assert_int_equal(ds_strv_push(&s->shards, ds_shard_writer_file(w)), 0);
-        assert_int_equal(ds_shard_writer_close(w, err, sizeof err), DS_SHARD_OK);
-    }
-    s->count = idx;
-    rec_free(st);
+    /* Parts as even as n allows, the last ones the larger. */
+    int sizes[16];
+    assert_in_range(parts, 1, 16);
+    for (int p = 0; p < parts; p++)
+        sizes[p] = n * (p + 1) / parts - n * p / parts;
+    split_gen g = {rec_new(), seed, media, hook, ctx};
+    sf_write_split(dir, m, name, sizes, parts, next_record, &g);
+    rec_free(g.st);
 }
 
 void manifest_base(ds_manifest *m)
 {
-    memset(m, 0, sizeof *m);
-    m->version = DS_MANIFEST_VERSION;
-    m->format_version = DS_RECORD_VERSION;
-    m->labels = 7;
-    m->created_by = strdup("test_loader");
-    memcpy(m->vocab_md5, MD5, 33);
-    m->vocab_size = 30522;
-    m->utt_max_tokens = MAX_UTT_TOK;
-    m->ctx_max_tokens = MAX_CTX;
-    m->source_data_dir = strdup("/data/AvaMERG");
-    m->source_json = strdup("/data/AvaMERG/train.json");
-}
-
-void write_manifest(const char *dir, const ds_manifest *m)
-{
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, DS_MANIFEST_FILE);
-    if (ds_manifest_write(m, p, err, sizeof err) != DS_SHARD_OK)
-        fail_msg("manifest: %s", err);
-}
-
-void corrupt_file(const char *path, const char *needle, long delta)
-{
-    size_t n;
-    char *buf = tf_read_text(path, &n);
-    assert_non_null(buf);
-    char *hit = memmem(buf, n, needle, strlen(needle));
-    assert_non_null(hit);
-    long at = (long)(hit - buf) + delta;
-    free(buf);
-    FILE *f = fopen(path, "r+b");
-    assert_non_null(f);
-    fseek(f, at, SEEK_SET);
-    int c = fgetc(f);
-    fseek(f, at, SEEK_SET);
-    fputc(c ^ 0x5a, f);
-    fclose(f);
+    sf_manifest_base(m, "test_loader");
 }
 
 int batch_same(const ds_batch *a, const ds_batch *b)

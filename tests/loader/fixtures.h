@@ -1,38 +1,23 @@
-/* Fixtures of test_loader: deterministic records with media, shards and manifests in scratch folders,
- * batch comparison, and the test functions of each source file (main is in test_loader.c). */
+/* Fixtures of test_loader: deterministic records with media, shards and manifests in scratch folders (on
+ * tests/common/shard_fixtures.h, which test_shard shares), batch comparison, and the case group of
+ * each source file (main is in test_loader.c). */
 #ifndef EMPD_TESTS_LOADER_FIXTURES_H
 #define EMPD_TESTS_LOADER_FIXTURES_H
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <cmocka.h>
+#include "tests/common/shard_fixtures.h"
 
 #include "dataset/image.h"
 #include "dataset/loader.h"
-#include "dataset/manifest.h"
-#include "dataset/record.h"
 
-#include <stdint.h>
-
-#define MAX_CTX 60
-#define MAX_UTT_TOK 40
 #define MAX_WAVE 130            /* samples of the longest waveform */
 #define FRAME_W 24
 #define FRAME_H 16
 #define FRAME_RAW_BYTES (FRAME_W * FRAME_H * 3)
-#define MD5 "64800d5d8528ce344256daf115d4965e"
-
-extern char err[512];
-
-uint64_t rnd(uint64_t *s);
 
 /* A record with its own storage; never copy one (the record points into it). Media kinds: */
 enum { MEDIA_NONE, MEDIA_JPEG, MEDIA_RAW };
 typedef struct {
-    ds_record r;
-    uint16_t ctx[MAX_CTX];
-    uint16_t tok[DS_MAX_UTT][MAX_UTT_TOK];
+    SF_RECORD_TEXT_FIELDS;
     int16_t wave[DS_MAX_UTT][MAX_WAVE];
     uint8_t rgb[DS_MAX_UTT][DS_N_FRAMES][FRAME_RAW_BYTES];
     ds_buf jpeg[DS_MAX_UTT][DS_N_FRAMES];
@@ -56,10 +41,8 @@ void make_split(const char *dir, ds_manifest *m, const char *name, uint64_t seed
 typedef void (*rec_hook)(rec_store *st, void *ctx);
 void make_split_with(const char *dir, ds_manifest *m, const char *name, uint64_t seed, int n, int parts, int media,
                      rec_hook hook, void *ctx);
+/* sf_manifest_base; make_split adds the media settings. */
 void manifest_base(ds_manifest *m);
-void write_manifest(const char *dir, const ds_manifest *m);
-/* Flip one byte of a published file in place, at the first occurrence of needle + delta. */
-void corrupt_file(const char *path, const char *needle, long delta);
 
 /* An allocator that counts its calls and bytes (64-byte aligned malloc underneath). */
 typedef struct {
@@ -71,18 +54,8 @@ ds_allocator counting_allocator(counting *c);
 /* 1 when two batches of one shape hold the same bytes (padding included) and the same n. */
 int batch_same(const ds_batch *a, const ds_batch *b);
 
-void test_batch_alloc(void **state);
-void test_loader_fill(void **state);
-void test_loader_threads(void **state);
-void test_media_collation(void **state);
-void test_media_raw_and_text_only(void **state);
-void test_media_mismatch(void **state);
-void test_prefetch_order(void **state);
-void test_prefetch_eval_end(void **state);
-void test_prefetch_resume(void **state);
-void test_prefetch_early_close(void **state);
-void test_prefetch_corrupt(void **state);
-void test_prefetch_memory_bound(void **state);
-void test_prefetch_bad_use(void **state);
+/* Each source file's cases as one cmocka group; the number of cases that failed. */
+int loader_run_cases(void);
+int prefetch_run_cases(void);
 
 #endif

@@ -14,7 +14,7 @@ static void assert_aligned(const void *p)
         fail_msg("array at %p is not 64-byte aligned", p);
 }
 
-void test_batch_alloc(void **state)
+static void test_batch_alloc(void **state)
 {
     (void)state;
     ds_batch b;
@@ -133,7 +133,7 @@ static void put_hand_made(const char *dir, ds_manifest *m)
                 fail_msg("%s[%d]: got " fmt ", want " fmt, #got, i_, (got)[i_], (want)[i_]);               \
     } while (0)
 
-void test_loader_fill(void **state)
+static void test_loader_fill(void **state)
 {
     (void)state;
     char *dir = make_tmpdir();
@@ -245,7 +245,7 @@ static void *thread_fill(void *arg)
     return NULL;
 }
 
-void test_loader_threads(void **state)
+static void test_loader_threads(void **state)
 {
     (void)state;
     char *dir = make_tmpdir();
@@ -384,7 +384,7 @@ static void check_split_batches(ds_loader *l, const ds_batch_shape *shape, uint6
     ds_batch_free(&b);
 }
 
-void test_media_collation(void **state)
+static void test_media_collation(void **state)
 {
     (void)state;
     char *dir = make_tmpdir();
@@ -407,7 +407,7 @@ void test_media_collation(void **state)
     rm_tmpdir(dir);
 }
 
-void test_media_raw_and_text_only(void **state)
+static void test_media_raw_and_text_only(void **state)
 {
     (void)state;
     char *dir = make_tmpdir();
@@ -462,7 +462,7 @@ static void bad_jpeg(rec_store *st, void *ctx)
     fail_msg("record 3 has no video to damage");
 }
 
-void test_media_mismatch(void **state)
+static void test_media_mismatch(void **state)
 {
     (void)state;
     char *dir = make_tmpdir();
@@ -502,4 +502,17 @@ void test_media_mismatch(void **state)
     ds_batch_free(&b);
     ds_loader_close(l);
     rm_tmpdir(dir);
+}
+
+int loader_run_cases(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batch_alloc),
+        cmocka_unit_test(test_loader_fill),
+        cmocka_unit_test(test_loader_threads),
+        cmocka_unit_test(test_media_collation),
+        cmocka_unit_test(test_media_raw_and_text_only),
+        cmocka_unit_test(test_media_mismatch),
+    };
+    return cmocka_run_group_tests_name("loader", tests, NULL, NULL);
 }

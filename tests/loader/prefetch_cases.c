@@ -83,7 +83,7 @@ static char *shards_with(int n_train, uint64_t seed)
     return dir;
 }
 
-void test_prefetch_order(void **state)
+static void test_prefetch_order(void **state)
 {
     (void)state;
     char *dir = shards_with(N_TRAIN, 5);
@@ -128,7 +128,7 @@ void test_prefetch_order(void **state)
     rm_tmpdir(dir);
 }
 
-void test_prefetch_eval_end(void **state)
+static void test_prefetch_eval_end(void **state)
 {
     (void)state;
     char *dir = shards_with(N_TRAIN, 6);
@@ -161,7 +161,7 @@ void test_prefetch_eval_end(void **state)
     rm_tmpdir(dir);
 }
 
-void test_prefetch_resume(void **state)
+static void test_prefetch_resume(void **state)
 {
     (void)state;
     char *dir = shards_with(N_TRAIN, 7);
@@ -203,7 +203,7 @@ void test_prefetch_resume(void **state)
     rm_tmpdir(dir);
 }
 
-void test_prefetch_early_close(void **state)
+static void test_prefetch_early_close(void **state)
 {
     (void)state;
     char *dir = shards_with(N_TRAIN, 8);
@@ -280,7 +280,7 @@ static void expect_failure(ds_loader *l, int n, int good_batches, const char *ne
     ds_sampler_free(&s);
 }
 
-void test_prefetch_corrupt(void **state)
+static void test_prefetch_corrupt(void **state)
 {
     (void)state;
     /* Bit rot in record 9 (row 1 of batch 2): its CRC fails. */
@@ -311,7 +311,7 @@ void test_prefetch_corrupt(void **state)
     rm_tmpdir(dir);
 }
 
-void test_prefetch_memory_bound(void **state)
+static void test_prefetch_memory_bound(void **state)
 {
     (void)state;
     char *dir = shards_with(N_TRAIN, 9);
@@ -342,7 +342,7 @@ void test_prefetch_memory_bound(void **state)
     rm_tmpdir(dir);
 }
 
-void test_prefetch_bad_use(void **state)
+static void test_prefetch_bad_use(void **state)
 {
     (void)state;
     char *dir = shards_with(N_TRAIN, 10);
@@ -382,4 +382,18 @@ void test_prefetch_bad_use(void **state)
     ds_sampler_free(&big);
     ds_loader_close(l);
     rm_tmpdir(dir);
+}
+
+int prefetch_run_cases(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_prefetch_order),
+        cmocka_unit_test(test_prefetch_eval_end),
+        cmocka_unit_test(test_prefetch_resume),
+        cmocka_unit_test(test_prefetch_early_close),
+        cmocka_unit_test(test_prefetch_corrupt),
+        cmocka_unit_test(test_prefetch_memory_bound),
+        cmocka_unit_test(test_prefetch_bad_use),
+    };
+    return cmocka_run_group_tests_name("prefetch", tests, NULL, NULL);
 }

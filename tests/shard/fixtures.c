@@ -1,8 +1,6 @@
-/* nftw and memmem are GNU/XSI extensions beyond gnu11 defaults. */
+/* nftw is an XSI extension beyond gnu11 defaults. */
 #define _GNU_SOURCE
 #include "tests/shard/fixtures.h"
-
-#include "dataset/shard.h"
 
 #include <dirent.h>
 #include <ftw.h>
@@ -11,79 +9,54 @@
 #include <string.h>
 #include <unistd.h>
 
-char err[512];
-
 media_cfg gen_media = {1, 1, DS_FRAME_JPEG, 6, 4};
 
-uint64_t rnd(uint64_t *s)
+/* Each medium of utterance u: present (half the time), bad or absent. */
+static void gen_utt_media(void *arg, ds_record *r, int u, uint64_t *s)
 {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    rec_store *st = arg;
+    ds_utt *ut = &r->utt[u];
+    const uint32_t raw_len = 3u * (uint32_t)gen_media.w * (uint32_t)gen_media.h;
+    unsigned a = (unsigned)(rnd(s) % 4), v = (unsigned)(rnd(s) % 4);
+    if (gen_media.audio && a < 2) {
+        ut->presence |= DS_PRESENT_AUDIO;
+        ut->n_samples = 1 + (uint32_t)(rnd(s) % MAX_SAMPLES);
+        for (uint32_t k = 0; k < ut->n_samples; k++)
+            st->wave[u][k] = (int16_t)rnd(s);
+        ut->wave = st->wave[u];
+    } else if (gen_media.audio && a == 2) {
+        ut->presence |= DS_PRESENT_AUDIO_BAD;
+    }
+    if (gen_media.video && v < 2) {
+        ut->presence |= DS_PRESENT_VIDEO;
+        for (int k = 0; k < DS_N_FRAMES; k++) {
+            uint8_t *f = st->frames[u][k];
+            uint32_t len = gen_media.format == DS_FRAME_RAW ? raw_len : 4 + (uint32_t)(rnd(s) % (MAX_FRAME - 3));
+            for (uint32_t b = 0; b < len; b++)
+                f[b] = (uint8_t)rnd(s);
+            if (gen_media.format == DS_FRAME_JPEG) {
+                f[0] = 0xff;
+                f[1] = 0xd8;
+            }
+            ut->frame_len[k] = len;
+            ut->frame[k] = f;
+        }
+    } else if (gen_media.video && v == 2) {
+        ut->presence |= DS_PRESENT_VIDEO_BAD;
+    }
 }
 
 void gen_record(rec_store *st, uint64_t seed, uint32_t index)
 {
-    uint64_t s = seed * 1000003u + index;
     ds_record *r = &st->r;
     memset(st, 0, sizeof *st);
-    r->sample_index = index;
-    snprintf(r->conversation_id, sizeof r->conversation_id, "c%llu-%06u", (unsigned long long)(seed % 1000), index);
-    r->label7 = (int8_t)(rnd(&s) % 8) - 1;
-    r->label32 = (int8_t)(rnd(&s) % 33) - 1;
-    for (int i = 0; i < DS_META_N; i++)
-        r->meta[i] = (int32_t)(rnd(&s) % 5 == 0 ? rnd(&s) % 0x7fffffffu : rnd(&s) % 100);
-    r->n_ctx = (uint16_t)(rnd(&s) % (MAX_CTX + 1));
-    for (int i = 0; i < r->n_ctx; i++)
-        st->ctx[i] = (uint16_t)rnd(&s);
-    r->ctx = st->ctx;
-    r->n_utt = (int)(rnd(&s) % (DS_MAX_UTT + 1));
+    sf_gen_record(r, st->ctx, st->tok, seed, index, gen_utt_media, st);
     r->has_audio = (uint8_t)gen_media.audio;
     r->has_video = (uint8_t)gen_media.video;
     if (r->has_video) {
         r->frame_format = (uint8_t)gen_media.format;
         r->frame_w = (uint16_t)gen_media.w;
         r->frame_h = (uint16_t)gen_media.h;
-    }
-    const uint32_t raw_len = 3u * (uint32_t)gen_media.w * (uint32_t)gen_media.h;
-    for (int u = 0; u < r->n_utt; u++) {
-        ds_utt *ut = &r->utt[u];
-        ut->role = u == r->n_utt - 1 ? DS_ROLE_LISTENER_RESPONSE : (uint8_t)(u % 2);
-        ut->index = (uint16_t)u;
-        ut->avatar = (int16_t)((int)(rnd(&s) % 101) - 1);
-        ut->n_tokens = (uint16_t)(rnd(&s) % (MAX_UTT_TOK + 1));
-        for (int k = 0; k < ut->n_tokens; k++)
-            st->tok[u][k] = (uint16_t)rnd(&s);
-        ut->tokens = st->tok[u];
-        /* Each medium: present (half the time), bad or absent. */
-        unsigned a = (unsigned)(rnd(&s) % 4), v = (unsigned)(rnd(&s) % 4);
-        if (r->has_audio && a < 2) {
-            ut->presence |= DS_PRESENT_AUDIO;
-            ut->n_samples = 1 + (uint32_t)(rnd(&s) % MAX_SAMPLES);
-            for (uint32_t k = 0; k < ut->n_samples; k++)
-                st->wave[u][k] = (int16_t)rnd(&s);
-            ut->wave = st->wave[u];
-        } else if (r->has_audio && a == 2) {
-            ut->presence |= DS_PRESENT_AUDIO_BAD;
-        }
-        if (r->has_video && v < 2) {
-            ut->presence |= DS_PRESENT_VIDEO;
-            for (int k = 0; k < DS_N_FRAMES; k++) {
-                uint8_t *f = st->frames[u][k];
-                uint32_t len = gen_media.format == DS_FRAME_RAW ? raw_len : 4 + (uint32_t)(rnd(&s) % (MAX_FRAME - 3));
-                for (uint32_t b = 0; b < len; b++)
-                    f[b] = (uint8_t)rnd(&s);
-                if (gen_media.format == DS_FRAME_JPEG) {
-                    f[0] = 0xff;
-                    f[1] = 0xd8;
-                }
-                ut->frame_len[k] = len;
-                ut->frame[k] = f;
-            }
-        } else if (r->has_video && v == 2) {
-            ut->presence |= DS_PRESENT_VIDEO_BAD;
-        }
     }
 }
 
@@ -162,54 +135,29 @@ int count_entries(const char *dir)
     return n;
 }
 
+typedef struct {
+    rec_store *st;
+    uint64_t seed;
+} split_gen;
+
+static const ds_record *next_record(void *arg, uint32_t index)
+{
+    split_gen *g = arg;
+    gen_record(g->st, g->seed, index);
+    return &g->st->r;
+}
+
 void make_split(const char *dir, ds_manifest *m, const char *name, uint64_t seed, const int *sizes, int parts)
 {
-    ds_manifest_split *s = ds_manifest_add_split(m, name);
-    assert_non_null(s);
-    uint32_t idx = 0;
-    rec_store *st = malloc(sizeof *st);
-    for (int p = 0; p < parts; p++) {
-        ds_shard_writer *w;
-        assert_int_equal(ds_shard_writer_open(dir, name, p, NULL, &w, err, sizeof err), DS_SHARD_OK);
-        for (int i = 0; i < sizes[p]; i++, idx++) {
-            gen_record(st, seed, idx);
-            assert_int_equal(ds_shard_writer_put(w, &st->r, err, sizeof err), DS_SHARD_OK);
-            assert_int_equal(ds_strv_push(&s->conversation_ids, st->r.conversation_id), 0);
-            if (st->r.label7 >= 0)
-                s->label7_hist[st->r.label7]++;
-            if (st->r.label32 >= 0)
-                s->label32_hist[st->r.label32]++;
-            for (int u = 0; u < st->r.n_utt; u++) {
-                unsigned p = st->r.utt[u].presence;
-                ds_manifest_media *md = &m->media;
-                if (st->r.has_audio)
-                    (*(p & DS_PRESENT_AUDIO ? &md->audio_present : p & DS_PRESENT_AUDIO_BAD ? &md->audio_bad
-                                                                                            : &md->audio_missing))++;
-                if (st->r.has_video)
-                    (*(p & DS_PRESENT_VIDEO ? &md->video_present : p & DS_PRESENT_VIDEO_BAD ? &md->video_bad
-                                                                                            : &md->video_missing))++;
-            }
-        }
-        assert_int_equal(ds_strv_push(&s->shards, ds_shard_writer_file(w)), 0);
-        assert_int_equal(ds_shard_writer_close(w, err, sizeof err), DS_SHARD_OK);
-    }
-    s->count = idx;
-    free(st);
+    split_gen g = {malloc(sizeof *g.st), seed};
+    assert_non_null(g.st);
+    sf_write_split(dir, m, name, sizes, parts, next_record, &g);
+    free(g.st);
 }
 
 void manifest_base(ds_manifest *m)
 {
-    memset(m, 0, sizeof *m);
-    m->version = DS_MANIFEST_VERSION;
-    m->format_version = DS_RECORD_VERSION;
-    m->labels = 7;
-    m->created_by = strdup("test_shard");
-    memcpy(m->vocab_md5, MD5, 33);
-    m->vocab_size = 30522;
-    m->utt_max_tokens = MAX_UTT_TOK;
-    m->ctx_max_tokens = MAX_CTX;
-    m->source_data_dir = strdup("/data/AvaMERG");
-    m->source_json = strdup("/data/AvaMERG/train.json");
+    sf_manifest_base(m, "test_shard");
     ds_manifest_media *md = &m->media;
     md->audio = gen_media.audio;
     md->video = gen_media.video;
@@ -223,46 +171,4 @@ void manifest_base(ds_manifest *m)
     md->scaler = strdup("bilinear");
     md->audio_dir = strdup("/data/AvaMERG/audio");
     md->video_dir = strdup("/data/AvaMERG/video");
-}
-
-void write_manifest(const char *dir, const ds_manifest *m)
-{
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, DS_MANIFEST_FILE);
-    assert_int_equal(ds_manifest_write(m, p, err, sizeof err), DS_SHARD_OK);
-}
-
-void flip_byte(const char *path, long at)
-{
-    FILE *f = fopen(path, "r+b");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, at, SEEK_SET), 0);
-    int c = fgetc(f);
-    assert_true(c != EOF);
-    fseek(f, at, SEEK_SET);
-    fputc(c ^ 0x5a, f);
-    fclose(f);
-}
-
-long corrupt_bytes(const char *path, const void *needle, size_t len, long delta)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    char *buf = malloc((size_t)n);
-    fseek(f, 0, SEEK_SET);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    char *hit = memmem(buf, (size_t)n, needle, len);
-    assert_non_null(hit);
-    long at = (long)(hit - buf) + delta;
-    free(buf);
-    flip_byte(path, at);
-    return at;
-}
-
-void corrupt_file(const char *path, const char *needle, long delta)
-{
-    corrupt_bytes(path, needle, strlen(needle), delta);
 }

@@ -1,27 +1,13 @@
-/* Shared fixtures of test_shard: deterministic random records, temporary folders, shards + manifest
- * builders, and the test functions of each source file (main is in test_shard.c). */
+/* Shared fixtures of test_shard: deterministic random records with media, temporary folders, shards +
+ * manifest builders (on tests/common/shard_fixtures.h, which test_loader shares), and the test functions of
+ * each source file (main is in test_shard.c). */
 #ifndef EMPD_TESTS_SHARD_FIXTURES_H
 #define EMPD_TESTS_SHARD_FIXTURES_H
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <cmocka.h>
+#include "tests/common/shard_fixtures.h"
 
-#include "dataset/manifest.h"
-#include "dataset/record.h"
-
-#include <stdint.h>
-
-#define MAX_CTX 60
-#define MAX_UTT_TOK 40
 #define MAX_SAMPLES 200    /* per utterance; the manifest's audio_max_seconds is MAX_SAMPLES / 16000 */
 #define MAX_FRAME 96       /* bytes of a JPEG-looking frame, and the most w*h*3 of a raw one */
-#define MD5 "64800d5d8528ce344256daf115d4965e"
-
-extern char err[512];
-
-uint64_t rnd(uint64_t *s);
 
 /* Which media gen_record gives its records and manifest_base describes: one setting for a whole shards
  * folder, as a sharder writes it. Default: audio and JPEG-looking video of 6x4. */
@@ -32,9 +18,7 @@ extern media_cfg gen_media;
 
 /* A record with its own token and media storage; never copy one (the record points into it). */
 typedef struct {
-    ds_record r;
-    uint16_t ctx[MAX_CTX];
-    uint16_t tok[DS_MAX_UTT][MAX_UTT_TOK];
+    SF_RECORD_TEXT_FIELDS;
     int16_t wave[DS_MAX_UTT][MAX_SAMPLES];
     uint8_t frames[DS_MAX_UTT][DS_N_FRAMES][MAX_FRAME];
 } rec_store;
@@ -52,14 +36,8 @@ int count_entries(const char *dir);
 
 /* Write samples 0..sum(sizes)-1 of a split as parts of the given sizes and describe them in m. */
 void make_split(const char *dir, ds_manifest *m, const char *name, uint64_t seed, const int *sizes, int parts);
+/* sf_manifest_base plus the media of gen_media (audio and frames in /data/AvaMERG). */
 void manifest_base(ds_manifest *m);
-void write_manifest(const char *dir, const ds_manifest *m);
-/* Flip one byte of a published file in place (bit rot), at the first occurrence of needle + delta.
- * corrupt_bytes takes a needle of n bytes and returns the offset it flipped; flip_byte flips (or flips
- * back) the byte at an offset. */
-void corrupt_file(const char *path, const char *needle, long delta);
-long corrupt_bytes(const char *path, const void *needle, size_t n, long delta);
-void flip_byte(const char *path, long at);
 
 void test_crc_known_and_chained(void **state);
 void test_crc_matches_zlib(void **state);
