@@ -12,11 +12,13 @@
  * shard file. Process `rank` of `world` writes the parts g with g % world == rank (g counts the parts of
  * train, then val, then test), decoding with `threads` threads and writing records in sample order.
  * Before a part's file is published (renamed into place) its report, shards/.parts/{file}.json, is: the
- * settings fingerprint (input json md5, vocabulary md5, split seed, token limits, media settings,
- * part size), the media counts and the lines of undecodable files. A part whose file and report both
- * exist with this run's fingerprint is done and is skipped, so a killed run started again continues
- * without redoing or duplicating finished work; any other part is rebuilt from scratch. The media files
- * are identified by their folder, not their contents: after changing media files, shard into a new folder.
+ * settings fingerprint (input json md5, vocabulary md5, split seed, token limits, media settings and the
+ * media folders' real paths, part size), a digest of the name, size and modification time of every media
+ * file the part read, the media counts and the lines of undecodable files. A part whose file and report
+ * both exist with this run's fingerprint and the same media digest is done and is skipped, so a killed run
+ * started again continues without redoing or duplicating finished work, and a part whose media files were
+ * replaced or touched since is decoded again (as is, under AM_ON_ERROR_FAIL, one holding bad files); any
+ * part not done is rebuilt from scratch.
  *
  * Bad media: a missing file leaves that medium out of the utterance (presence bit 0, counted); a file that
  * fails to decode does the same under AM_ON_ERROR_SKIP (presence *_BAD bit, counted, and a line naming the
