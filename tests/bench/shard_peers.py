@@ -106,17 +106,17 @@ def main():
     if len(sys.argv) != 3 or sys.argv[1] not in ("ffmpeg", "pyav"):
         sys.exit("usage: shard_peers.py ffmpeg|pyav DATA_DIR")
     how, data_dir = sys.argv[1], sys.argv[2]
-    todo = clips(data_dir)
+    stems = clips(data_dir)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         if how == "ffmpeg":
             with concurrent.futures.ThreadPoolExecutor(2) as ex:
-                list(ex.map(lambda s: ffmpeg_clip(data_dir, s, out), todo))
+                list(ex.map(lambda s: ffmpeg_clip(data_dir, s, out), stems))
         else:
             with concurrent.futures.ProcessPoolExecutor(2) as ex:
-                list(ex.map(pyav_clip, [data_dir] * len(todo), todo, [out] * len(todo), chunksize=8))
+                list(ex.map(pyav_clip, [data_dir] * len(stems), stems, [out] * len(stems), chunksize=8))
         seconds = time.perf_counter() - t0
-    print(f"clips={len(todo)} seconds={seconds:.3f}")
+    print(f"clips={len(stems)} seconds={seconds:.3f}")
 
 
 if __name__ == "__main__":
