@@ -1,10 +1,10 @@
 #include "dataset/image.h"
 
 #include "dataset/error.h"
+#include "dataset/fsync_dir.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,15 +100,11 @@ int ds_jpeg_decode(ds_jpeg *j, const void *data, size_t len, int w, int h, uint8
 static int write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen)
 {
     size_t pl = strlen(path);
-    char *tmp = malloc(pl + 5), *dir = malloc(pl + 1);
-    if (!tmp || !dir) {
-        free(tmp);
-        free(dir);
+    char *tmp = malloc(pl + 5);
+    if (!tmp)
         return ds_fail(err, errlen, DS_MEDIA_ENOMEM, "%s: out of memory", path);
-    }
     memcpy(tmp, path, pl);
     memcpy(tmp + pl, ".tmp", 5);
-    memcpy(dir, path, pl + 1);
     int rc = DS_MEDIA_OK;
     const char *step = "create";
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -132,11 +128,7 @@ static int write_atomic(const char *path, const void *data, size_t len, char *er
                 step = "rename";
                 if (rename(tmp, path) == 0) {
                     step = NULL;
-                    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                    if (dfd >= 0) {
-                        fsync(dfd);
-                        close(dfd);
-                    }
+                    ds_fsync_parent(path);
                 }
             }
         }
@@ -149,7 +141,6 @@ static int write_atomic(const char *path, const void *data, size_t len, char *er
         rc = ds_fail(err, errlen, DS_MEDIA_EIO, "%s: %s failed: %s", step[0] == 'r' ? path : tmp, step, strerror(e));
     }
     free(tmp);
-    free(dir);
     return rc;
 }
 

@@ -1,6 +1,7 @@
 #include "dataset/manifest.h"
 
 #include "dataset/error.h"
+#include "dataset/fsync_dir.h"
 #include "dataset/manifest_internal.h"
 #include "dataset/record.h"
 #include "dataset/shard.h"
@@ -8,7 +9,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -270,19 +270,6 @@ static cJSON *manifest_json(const ds_manifest *m)
     return root;
 }
 
-static int fsync_dir_of(const char *path)
-{
-    char *copy = strdup(path);
-    if (!copy)
-        return -1;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
-    free(copy);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
 
 int ds_manifest_write(const ds_manifest *m, const char *path, char *err, size_t errlen)
 {
@@ -325,7 +312,7 @@ int ds_manifest_write(const ds_manifest *m, const char *path, char *err, size_t 
             rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
         if (rc)
             unlink(tmp);
-        else if (fsync_dir_of(path) != 0)
+        else if (ds_fsync_parent(path) != 0)
             rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot fsync its folder: %s", path, strerror(errno));
     }
     free(tmp);

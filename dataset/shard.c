@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "dataset/error.h"
+#include "dataset/fsync_dir.h"
 
 static void key_put(unsigned char k[8], uint64_t v)
 {
@@ -34,16 +35,6 @@ static char *path_join(const char *dir, const char *name, const char *suffix)
     if (p)
         snprintf(p, n, "%s/%s%s", dir, name, suffix);
     return p;
-}
-
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
 }
 
 int ds_shard_split_name_ok(const char *s)
@@ -253,7 +244,7 @@ int ds_shard_writer_close(ds_shard_writer *w, char *err, size_t errlen)
         rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot remove: %s", w->lock_path, strerror(errno));
     else if (rename(w->tmp_path, w->final_path) != 0)
         rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot rename to %s: %s", w->tmp_path, w->file, strerror(errno));
-    else if (fsync_dir(w->dir) != 0) {
+    else if (ds_fsync_dir(w->dir) != 0) {
         rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot fsync the folder: %s", w->dir, strerror(errno));
         unlink(w->final_path);
     }

@@ -8,6 +8,7 @@
 #include "dataset/sharder_internal.h"
 
 #include "dataset/error.h"
+#include "dataset/fsync_dir.h"
 #include "dataset/md5.h"
 #include "dataset/shard.h"
 
@@ -33,21 +34,6 @@ static size_t *count_field(sh_media_counts *c, int i)
     return f[i];
 }
 
-static int fsync_dir_of(const char *path)
-{
-    char dir[4400];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *slash = 0;
-    int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 static int report_write(const ds_sharder *s, const char *path, sh_report *r, char *err, size_t errlen)
 {
     cJSON *j = cJSON_CreateObject();
@@ -71,7 +57,7 @@ static int report_write(const ds_sharder *s, const char *path, sh_report *r, cha
         rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot write: %s", tmp, strerror(errno));
     if (f && fclose(f) && !rc)
         rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot write: %s", tmp, strerror(errno));
-    if (!rc && (rename(tmp, path) || fsync_dir_of(path)))
+    if (!rc && (rename(tmp, path) || ds_fsync_parent(path)))
         rc = ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot publish: %s", path, strerror(errno));
     if (rc)
         unlink(tmp);
@@ -327,7 +313,7 @@ static int write_part(pool *p, const sh_split *sp, size_t part, size_t k0, size_
     sh_part_paths(s, sp, part, lmdb, sizeof lmdb, report, sizeof report);
     /* Whatever an earlier run left under these names is not this run's: gone before anything new appears,
      * so a file and a report never pair up across runs. */
-    if ((unlink(lmdb) && errno != ENOENT) || (unlink(report) && errno != ENOENT) || fsync_dir_of(lmdb))
+    if ((unlink(lmdb) && errno != ENOENT) || (unlink(report) && errno != ENOENT) || ds_fsync_parent(lmdb))
         return ds_fail(err, errlen, DS_SHARD_EIO, "%s: cannot replace: %s", lmdb, strerror(errno));
     ds_shard_writer *w;
     int rc = ds_shard_writer_open(s->o->out_dir, sp->name, (int)part, NULL, &w, err, errlen);

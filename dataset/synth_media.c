@@ -13,6 +13,7 @@
 
 #include "dataset/avamerg.h"
 #include "dataset/error.h"
+#include "dataset/fsync_dir.h"
 #include "dataset/synth_media_internal.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -524,11 +525,7 @@ int synth_media_write(const char *out_dir, uint64_t seed, const synth_media_opts
         for (size_t d = 0; d < NELEM(synced); d++) { /* the renames are durable once the folders are synced */
             char path[4096];
             snprintf(path, sizeof path, "%s/%s", out_dir, synced[d]);
-            int dfd = open(path, O_RDONLY | O_DIRECTORY);
-            if (dfd >= 0) {
-                fsync(dfd);
-                close(dfd);
-            }
+            ds_fsync_dir(path);
         }
     }
     free(p.v);

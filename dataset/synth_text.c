@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "dataset/avamerg.h"
+#include "dataset/fsync_dir.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -429,11 +430,7 @@ int synth_text_write(const char *out_dir, int n_conversations, uint64_t seed, ch
     cJSON_Delete(test);
     if (rc == SYNTH_TEXT_OK) {
         /* The renames are durable only once the directory itself is synced. */
-        int dfd = open(out_dir, O_RDONLY | O_DIRECTORY);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
+        ds_fsync_dir(out_dir);
     }
     return rc;
 }
