@@ -27,7 +27,7 @@ void mp_params_free(mp_params *ps)
     memset(ps, 0, sizeof *ps);
 }
 
-enum init_kind { INIT_NORMAL, INIT_UNIFORM, INIT_CONSTANT };
+enum init_kind { INIT_NORMAL, INIT_UNIFORM, INIT_CONSTANT, INIT_BUFFER };
 
 static tc_tensor *param_new(mp_params *ps, const char *name, const int64_t *shape, int ndim,
                             enum init_kind kind, double a)
@@ -53,7 +53,7 @@ static tc_tensor *param_new(mp_params *ps, const char *name, const int64_t *shap
                    : kind == INIT_UNIFORM ? tc_rand_uniform(shape, ndim, -a, a, ps->gen)
                                           : tc_full(shape, ndim, a, TC_F32, (tc_device){TC_CPU, 0});
     if (t)
-        rc = tc_set_requires_grad(t, 1);
+        rc = tc_set_requires_grad(t, kind != INIT_BUFFER);
     int status = tc_scope_status(ps->scope);
     tc_scope_leave(ps->scope);
     char *copy = strdup(name);
@@ -62,7 +62,7 @@ static tc_tensor *param_new(mp_params *ps, const char *name, const int64_t *shap
         ps->status = status != TC_OK ? status : rc != TC_OK ? rc : TC_ENOMEM;
         return NULL;
     }
-    ps->v[ps->n++] = (mp_param){copy, t};
+    ps->v[ps->n++] = (mp_param){copy, t, kind == INIT_BUFFER};
     return t;
 }
 
@@ -80,6 +80,25 @@ tc_tensor *mp_constant(mp_params *ps, const char *name, const int64_t *shape, in
 {
     return param_new(ps, name, shape, ndim, INIT_CONSTANT, value);
 }
+
+tc_tensor *mp_buffer(mp_params *ps, const char *name, const int64_t *shape, int ndim, double value)
+{
+    return param_new(ps, name, shape, ndim, INIT_BUFFER, value);
+}
+
+int mp_set_trainable(mp_params *ps, const char *prefix, int on)
+{
+    size_t len = strlen(prefix);
+    int n = 0;
+    for (int i = 0; i < ps->n; i++)
+        if (!ps->v[i].buffer && !strncmp(ps->v[i].name, prefix, len)) {
+            tc_set_requires_grad(ps->v[i].t, on);
+            n++;
+        }
+    return n;
+}
+
+int mp_trainable(const mp_param *p) { return !p->buffer && tc_requires_grad(p->t); }
 
 const mp_param *mp_find(const mp_params *ps, const char *name)
 {

@@ -465,6 +465,9 @@ tc_tensor *tc_gather(tc_tensor *t, int dim, tc_tensor *index) {
 tc_tensor *tc_index_select(tc_tensor *t, int dim, tc_tensor *index) {
     TC_OP(at::index_select(t->t, dim, index->t), t, index);
 }
+tc_tensor *tc_index_copy(tc_tensor *t, int dim, tc_tensor *index, tc_tensor *src) {
+    TC_OP(at::index_copy(t->t, dim, index->t, src->t), t, index, src);
+}
 
 /* ---- Elementwise ---- */
 
@@ -483,6 +486,7 @@ tc_tensor *tc_rsqrt(tc_tensor *a) { TC_OP(at::rsqrt(a->t), a); }
 tc_tensor *tc_tanh(tc_tensor *a) { TC_OP(at::tanh(a->t), a); }
 tc_tensor *tc_sigmoid(tc_tensor *a) { TC_OP(at::sigmoid(a->t), a); }
 tc_tensor *tc_relu(tc_tensor *a) { TC_OP(at::relu(a->t), a); }
+tc_tensor *tc_abs(tc_tensor *a) { TC_OP(at::abs(a->t), a); }
 
 tc_tensor *tc_add_scalar(tc_tensor *a, double s) { TC_OP(at::add(a->t, s), a); }
 tc_tensor *tc_mul_scalar(tc_tensor *a, double s) { TC_OP(at::mul(a->t, s), a); }
@@ -498,6 +502,7 @@ tc_tensor *tc_where(tc_tensor *cond, tc_tensor *a, tc_tensor *b) {
     TC_OP(at::where(bool_mask(cond->t), a->t, b->t), cond, a, b);
 }
 tc_tensor *tc_gt_scalar(tc_tensor *a, double s) { TC_OP(at::gt(a->t, s), a); }
+tc_tensor *tc_lt_scalar(tc_tensor *a, double s) { TC_OP(at::lt(a->t, s), a); }
 
 /* ---- Reductions ---- */
 
@@ -538,6 +543,10 @@ tc_tensor *tc_batch_norm(tc_tensor *x, tc_tensor *w, tc_tensor *b, tc_tensor *ru
     TC_OP(at::batch_norm(x->t, opt(w), opt(b), opt(running_mean), opt(running_var), training != 0,
                          momentum, eps, true),
           x);
+}
+
+tc_tensor *tc_weight_norm(tc_tensor *v, tc_tensor *g, int dim) {
+    TC_OP(at::_weight_norm(v->t, g->t, dim), v, g);
 }
 
 tc_tensor *tc_embedding(tc_tensor *weight, tc_tensor *ids) {

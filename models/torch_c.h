@@ -133,6 +133,9 @@ tc_tensor *tc_unsqueeze(tc_tensor *t, int dim);
 tc_tensor *tc_squeeze(tc_tensor *t, int dim);
 tc_tensor *tc_gather(tc_tensor *t, int dim, tc_tensor *index);
 tc_tensor *tc_index_select(tc_tensor *t, int dim, tc_tensor *index);
+/* A copy of t with the slices index (i64 [n]) along dim replaced by src's n slices (at::index_copy,
+ * out of place; gradients flow to t's other slices and to src). */
+tc_tensor *tc_index_copy(tc_tensor *t, int dim, tc_tensor *index, tc_tensor *src);
 
 /* ---- Elementwise (broadcasting like torch) ---------------------------------------- */
 tc_tensor *tc_add(tc_tensor *a, tc_tensor *b);
@@ -150,6 +153,7 @@ tc_tensor *tc_pow(tc_tensor *a, double exponent);
 tc_tensor *tc_tanh(tc_tensor *a);
 tc_tensor *tc_sigmoid(tc_tensor *a);
 tc_tensor *tc_relu(tc_tensor *a);
+tc_tensor *tc_abs(tc_tensor *a);
 typedef enum { TC_GELU_EXACT, TC_GELU_TANH } tc_gelu_approx;
 tc_tensor *tc_gelu(tc_tensor *a, tc_gelu_approx approx);
 tc_tensor *tc_clamp(tc_tensor *a, double lo, double hi);
@@ -159,6 +163,7 @@ tc_tensor *tc_where(tc_tensor *cond, tc_tensor *a, tc_tensor *b);
 /* Elementwise comparisons, bool results. */
 tc_tensor *tc_eq(tc_tensor *a, tc_tensor *b);
 tc_tensor *tc_gt_scalar(tc_tensor *a, double s);
+tc_tensor *tc_lt_scalar(tc_tensor *a, double s);
 
 /* ---- Reductions ------------------------------------------------------------------- */
 tc_tensor *tc_sum(tc_tensor *t, int dim, int keepdim);
@@ -182,6 +187,9 @@ tc_tensor *tc_group_norm(tc_tensor *x, int groups, tc_tensor *w, tc_tensor *b, d
 /* In training mode running_mean/var (may be NULL) are updated in place with momentum. */
 tc_tensor *tc_batch_norm(tc_tensor *x, tc_tensor *w, tc_tensor *b, tc_tensor *running_mean,
                          tc_tensor *running_var, int training, double momentum, double eps);
+/* Weight normalisation as torch.nn.utils.weight_norm computes it: g * v / ||v||, the norm taken over
+ * every dimension but dim (torch's _weight_norm, differentiable in v and g). */
+tc_tensor *tc_weight_norm(tc_tensor *v, tc_tensor *g, int dim);
 /* ids: i64 of any shape; result ids.shape + [dim]. */
 tc_tensor *tc_embedding(tc_tensor *weight, tc_tensor *ids);
 tc_tensor *tc_conv1d(tc_tensor *x, tc_tensor *w, tc_tensor *b, int64_t stride, int64_t padding,

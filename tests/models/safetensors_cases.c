@@ -85,7 +85,7 @@ static void write_sample(const char *path) {
     assert_int_equal(rc, 0);
 }
 
-void test_st_round_trip(void **state) {
+static void test_st_round_trip(void **state) {
     (void)state;
     char dir[64], path[128], err[512] = "";
     assert_int_equal(tf_make_temp_dir(dir, "test_models"), 0);
@@ -128,7 +128,7 @@ void test_st_round_trip(void **state) {
     tf_remove_tree(dir);
 }
 
-void test_st_python_reads_ours(void **state) {
+static void test_st_python_reads_ours(void **state) {
     (void)state;
     char dir[64], path[128], args[256];
     assert_int_equal(tf_make_temp_dir(dir, "test_models"), 0);
@@ -176,7 +176,7 @@ static char *python_file(char *dir, char *path, size_t pathlen) {
     return want;
 }
 
-void test_st_reads_python(void **state) {
+static void test_st_reads_python(void **state) {
     (void)state;
     char dir[64], path[128], err[512] = "";
     char *want = python_file(dir, path, sizeof path);
@@ -202,7 +202,7 @@ void test_st_reads_python(void **state) {
 
 /* safetensors.h: "Tensors in file order (the order of their data)". The python file's header lists
  * them in the reverse of their data order. */
-void test_st_file_order(void **state) {
+static void test_st_file_order(void **state) {
     (void)state;
     char dir[64], path[128], err[512] = "";
     char *want = python_file(dir, path, sizeof path);
@@ -235,7 +235,7 @@ static void write_raw(const char *path, uint64_t hlen, const char *header, size_
     fclose(f);
 }
 
-void test_st_malformed(void **state) {
+static void test_st_malformed(void **state) {
     (void)state;
     static const struct {
         const char *header;
@@ -300,7 +300,7 @@ void test_st_malformed(void **state) {
 }
 
 /* A header entry that is not an object: one line naming the file and the entry. */
-void test_st_entry_not_object(void **state) {
+static void test_st_entry_not_object(void **state) {
     (void)state;
     char dir[64], path[128], err[512] = "";
     assert_int_equal(tf_make_temp_dir(dir, "test_models"), 0);
@@ -314,7 +314,7 @@ void test_st_entry_not_object(void **state) {
     assert_non_null(strstr(err, "'some.tensor.name'"));
 }
 
-void test_st_write_rejects(void **state) {
+static void test_st_write_rejects(void **state) {
     (void)state;
     char dir[64], path[128], err[512] = "";
     assert_int_equal(tf_make_temp_dir(dir, "test_models"), 0);
@@ -332,4 +332,17 @@ void test_st_write_rejects(void **state) {
     assert_non_null(strstr(err, path));
     assert_int_equal(tf_count_entries(dir, ""), 0);
     tf_remove_tree(dir);
+}
+
+int tm_safetensors_tests(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_st_round_trip),
+        cmocka_unit_test(test_st_python_reads_ours),
+        cmocka_unit_test(test_st_reads_python),
+        cmocka_unit_test(test_st_file_order),
+        cmocka_unit_test(test_st_malformed),
+        cmocka_unit_test(test_st_entry_not_object),
+        cmocka_unit_test(test_st_write_rejects),
+    };
+    return cmocka_run_group_tests_name("safetensors", tests, NULL, NULL);
 }

@@ -1,6 +1,5 @@
-/* test_models: the model library's parts: safetensors (safetensors_cases.c), parameter lists
- * (here), the BERT-shaped encoder against python3-torch (bert_cases.c) and the skeleton text
- * model (text_model_cases.c). */
+/* test_models: the model library's parts, one cmocka group per cases file (see models_test.h);
+ * parameter lists and the shared reference harness are here. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,9 +15,9 @@
 #include "models/params.h"
 #include "tests/models/models_test.h"
 
-char *tm_run_reference(const char *args) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s %s %s", EMPD_PYTHON, TM_REF_SCRIPT, args);
+char *tm_run_script(const char *script, const char *args) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s %s/%s %s", EMPD_PYTHON, TM_REF_DIR, script, args);
     FILE *p = popen(cmd, "r");
     if (!p) return NULL;
     char *text = NULL;
@@ -36,6 +35,8 @@ char *tm_run_reference(const char *args) {
     }
     return text;
 }
+
+char *tm_run_reference(const char *args) { return tm_run_script("ref_models.py", args); }
 
 float *tm_host_f32(const tc_tensor *t) {
     size_t n = (size_t)tc_numel(t);
@@ -132,22 +133,41 @@ static void test_params_error_sticks(void **state) {
     mp_params_free(&ps);
 }
 
+static void test_params_buffers_and_freezing(void **state) {
+    (void)state;
+    mp_params ps;
+    make(&ps, 4);
+    assert_non_null(mp_buffer(&ps, "bn.running_var", (const int64_t[]){3}, 1, 1.0));
+    assert_int_equal(ps.n, 5);
+    assert_true(ps.v[4].buffer);
+    assert_false(mp_trainable(&ps.v[4]));
+    assert_int_equal(tc_requires_grad(ps.v[4].t), 0);
+    /* Freezing by prefix touches the matching parameters only, never a buffer. */
+    assert_int_equal(mp_set_trainable(&ps, "a.", 0), 2);
+    assert_false(mp_trainable(&ps.v[0]));
+    assert_false(mp_trainable(&ps.v[1]));
+    assert_true(mp_trainable(&ps.v[2]));
+    assert_int_equal(mp_set_trainable(&ps, "", 1), 4);
+    assert_true(mp_trainable(&ps.v[0]));
+    assert_false(mp_trainable(&ps.v[4]));
+    mp_params_free(&ps);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_st_round_trip),
-        cmocka_unit_test(test_st_python_reads_ours),
-        cmocka_unit_test(test_st_reads_python),
-        cmocka_unit_test(test_st_file_order),
-        cmocka_unit_test(test_st_malformed),
-        cmocka_unit_test(test_st_entry_not_object),
-        cmocka_unit_test(test_st_write_rejects),
         cmocka_unit_test(test_params_seeded),
         cmocka_unit_test(test_params_order_and_numel),
         cmocka_unit_test(test_params_error_sticks),
-        cmocka_unit_test(test_bert_vs_torch),
-        cmocka_unit_test(test_text_model_shape),
-        cmocka_unit_test(test_text_model_masks),
-        cmocka_unit_test(test_text_model_meta_out_of_range),
+        cmocka_unit_test(test_params_buffers_and_freezing),
     };
-    return cmocka_run_group_tests_name("models", tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("params", tests, NULL, NULL);
+    failed += tm_safetensors_tests();
+    failed += tm_layers_tests();
+    failed += tm_bert_tests();
+    failed += tm_import_tests();
+    failed += tm_wav2vec2_tests();
+    failed += tm_video_tests();
+    failed += tm_text_model_tests();
+    failed += tm_fusion_tests();
+    return failed;
 }

@@ -86,7 +86,7 @@ static int same_sample(const float *a, const float *b, int sample) {
     return memcmp(a + sample * C, b + sample * C, C * sizeof(float)) == 0;
 }
 
-void test_text_model_shape(void **state) {
+static void test_text_model_shape(void **state) {
     (void)state;
     tm_config cfg = text_config();
     tm_model m;
@@ -109,7 +109,7 @@ void test_text_model_shape(void **state) {
     assert_int_equal(tm_model_init(&m, &bad, 7), TC_EINVAL);
 }
 
-void test_text_model_masks(void **state) {
+static void test_text_model_masks(void **state) {
     (void)state;
     tm_config cfg = text_config();
     tm_model m;
@@ -147,7 +147,7 @@ void test_text_model_masks(void **state) {
     tm_model_free(&m);
 }
 
-void test_text_model_meta_out_of_range(void **state) {
+static void test_text_model_meta_out_of_range(void **state) {
     (void)state;
     tm_config cfg = text_config();
     tm_model m;
@@ -172,4 +172,13 @@ void test_text_model_meta_out_of_range(void **state) {
     assert_true(same_sample(y, y0, 0));
     assert_false(same_sample(y, y0, 1));
     tm_model_free(&m);
+}
+
+int tm_text_model_tests(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_text_model_shape),
+        cmocka_unit_test(test_text_model_masks),
+        cmocka_unit_test(test_text_model_meta_out_of_range),
+    };
+    return cmocka_run_group_tests_name("text_model", tests, NULL, NULL);
 }

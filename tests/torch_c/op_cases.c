@@ -66,6 +66,7 @@ OP(unsqueeze, tc_unsqueeze(in[0], 1))
 OP(squeeze, tc_squeeze(in[0], 1))
 OP(gather, tc_gather(in[0], 2, in[1]))
 OP(index_select, tc_index_select(in[0], 1, in[1]))
+OP(index_copy, tc_index_copy(in[0], 0, in[1], in[2]))
 OP(contiguous, tc_contiguous(tc_transpose(in[0], 1, 2)))
 OP(clone, tc_clone(in[0]))
 OP(detach, tc_detach(in[0]))
@@ -86,6 +87,7 @@ OP(pow2, tc_pow(in[0], 2.0))
 OP(tanh, tc_tanh(in[0]))
 OP(sigmoid, tc_sigmoid(in[0]))
 OP(relu, tc_relu(in[0]))
+OP(abs, tc_abs(in[0]))
 OP(gelu_exact, tc_gelu(in[0], TC_GELU_EXACT))
 OP(gelu_tanh, tc_gelu(in[0], TC_GELU_TANH))
 OP(clamp, tc_clamp(in[0], -0.5, 0.7))
@@ -94,6 +96,7 @@ OP(masked_fill_u8, tc_masked_fill(in[0], in[1], 2.0))
 OP(where, tc_where(in[0], in[1], in[2]))
 OP(eq, tc_eq(in[0], in[1]))
 OP(gt_scalar, tc_gt_scalar(in[0], 0.1))
+OP(lt_scalar, tc_lt_scalar(in[0], 0.1))
 
 OP(sum, tc_sum(in[0], 1, 1))
 OP(sum_neg, tc_sum(in[0], -1, 0))
@@ -118,6 +121,7 @@ OP(group_norm, tc_group_norm(in[0], 3, in[1], in[2], 1e-5))
 OP(batch_norm_train, tc_batch_norm(in[0], in[1], in[2], in[3], in[4], 1, 0.1, 1e-5))
 OP(batch_norm_eval, tc_batch_norm(in[0], in[1], in[2], in[3], in[4], 0, 0.1, 1e-5))
 OP(embedding, tc_embedding(in[0], in[1]))
+OP(weight_norm, tc_weight_norm(in[0], in[1], 2))
 OP(conv1d, tc_conv1d(in[0], in[1], in[2], 2, 1, 2, 2))
 OP(conv1d_nobias, tc_conv1d(in[0], in[1], NULL, 1, 0, 1, 1))
 OP(conv2d, tc_conv2d(in[0], in[1], in[2], (const int64_t[]){2, 1}, (const int64_t[]){1, 0}))
@@ -154,15 +158,15 @@ const op_case op_cases[] = {
     CASE(from_i64), CASE(to_i32), CASE(from_i32), CASE(to_i16), CASE(from_i16), CASE(to_u8),
     CASE(from_u8), CASE(to_bool), CASE(from_bool), CASE(reshape), CASE(permute), CASE(transpose),
     CASE(slice), CASE(select), CASE(narrow), CASE(cat), CASE(stack), CASE(expand), CASE(unsqueeze),
-    CASE(squeeze), CASE(gather), CASE(index_select), CASE(contiguous), CASE(clone), CASE(detach),
+    CASE(squeeze), CASE(gather), CASE(index_select), CASE(index_copy), CASE(contiguous), CASE(clone), CASE(detach),
     CASE(add), CASE(sub), CASE(mul), CASE(div), CASE(add_scalar), CASE(mul_scalar), CASE(neg),
     CASE(exp), CASE(log), CASE(sqrt), CASE(rsqrt), CASE(pow), CASE(pow2), CASE(tanh), CASE(sigmoid),
-    CASE(relu), CASE(gelu_exact), CASE(gelu_tanh), CASE(clamp), CASE(masked_fill),
-    CASE(masked_fill_u8), CASE(where), CASE(eq), CASE(gt_scalar), CASE(sum), CASE(sum_neg),
+    CASE(relu), CASE(abs), CASE(gelu_exact), CASE(gelu_tanh), CASE(clamp), CASE(masked_fill),
+    CASE(masked_fill_u8), CASE(where), CASE(eq), CASE(gt_scalar), CASE(lt_scalar), CASE(sum), CASE(sum_neg),
     CASE(sum_all), CASE(mean), CASE(mean_all), CASE(max), CASE(argmax), CASE(var), CASE(var_biased),
     CASE(matmul), CASE(matmul_batched), CASE(bmm), CASE(linear), CASE(linear_nobias), CASE(softmax),
     CASE(log_softmax), CASE(layer_norm), CASE(layer_norm_noaffine), CASE(group_norm),
-    CASE(batch_norm_train), CASE(batch_norm_eval), CASE(embedding), CASE(conv1d),
+    CASE(batch_norm_train), CASE(batch_norm_eval), CASE(embedding), CASE(weight_norm), CASE(conv1d),
     CASE(conv1d_nobias), CASE(conv2d), CASE(conv3d), CASE(dropout_p0), CASE(dropout_eval),
     {"dropout_gen", op_dropout_gen, 1}, {"dropout_default_gen", op_dropout_default_gen, 1},
     CASE(cross_entropy), CASE(cross_entropy_w), CASE(nll_loss), CASE(nll_loss_w),

@@ -103,6 +103,8 @@ def view_cases(wr):
     case(wr, "squeeze", [torch.randn(3, 1, 4)], lambda a: a.squeeze(1))
     case(wr, "gather", [x, torch.randint(0, 4, (2, 3, 2))], lambda a, i: torch.gather(a, 2, i))
     case(wr, "index_select", [x, torch.tensor([2, 0, 2])], lambda a, i: a.index_select(1, i))
+    case(wr, "index_copy", [torch.randn(5, 3), torch.tensor([3, 0]), torch.randn(2, 3)],
+         lambda t, i, src: t.index_copy(0, i, src))
     case(wr, "contiguous", [x], lambda a: a.transpose(1, 2).contiguous())
     case(wr, "clone", [x], lambda a: a.clone())
     case(wr, "detach", [x], lambda a: a.detach())
@@ -127,6 +129,7 @@ def elementwise_cases(wr):
     case(wr, "tanh", [a], torch.tanh)
     case(wr, "sigmoid", [a], torch.sigmoid)
     case(wr, "relu", [a], torch.relu)
+    case(wr, "abs", [a], torch.abs)
     case(wr, "gelu_exact", [a * 3], lambda x: F.gelu(x))
     case(wr, "gelu_tanh", [a * 3], lambda x: F.gelu(x, approximate="tanh"))
     case(wr, "clamp", [a], lambda x: torch.clamp(x, -0.5, 0.7))
@@ -137,6 +140,7 @@ def elementwise_cases(wr):
     ia, ib = torch.randint(0, 3, (4, 5)).float(), torch.randint(0, 3, (4, 5)).float()
     case(wr, "eq", [ia, ib], lambda x, y: torch.eq(x, y))
     case(wr, "gt_scalar", [a], lambda x: x > 0.1)
+    case(wr, "lt_scalar", [a], lambda x: x < 0.1)
 
 
 def reduction_cases(wr):
@@ -171,6 +175,8 @@ def nn_cases(wr):
          nograd=(3, 4), post=(3, 4))
     case(wr, "batch_norm_eval", bn, lambda a, w, b, rm, rv: F.batch_norm(a, rm, rv, w, b, False, 0.1, 1e-5),
          nograd=(3, 4), post=(3, 4))
+    case(wr, "weight_norm", [torch.randn(6, 2, 5), torch.rand(1, 1, 5) + 0.5],
+         lambda v, g: torch._weight_norm(v, g, 2))
     case(wr, "embedding", [torch.randn(10, 4), torch.tensor([[1, 3, 9], [3, 0, 3]])],
          lambda w, i: F.embedding(i, w))
     case(wr, "conv1d", [torch.randn(2, 4, 11), torch.randn(6, 2, 3), torch.randn(6)],
