@@ -195,6 +195,10 @@ int ml_mha_init(ml_mha *a, mp_params *ps, const char *prefix, int64_t embed, int
     return ps->status;
 }
 
+/* A large finite negative instead of -inf, so a row with nothing valid averages uniformly; -1e30
+ * overflows f16, where masked_fill refuses it, so f16 gets its own lowest value. */
+static double mask_score(const tc_tensor *scores) { return tc_dtype_of(scores) == TC_F16 ? -65504.0 : -1e30; }
+
 /* [B, L, E] -> [B, heads, L, E/heads] */
 static tc_tensor *split_heads(tc_tensor *x, int64_t heads)
 {
@@ -221,9 +225,8 @@ tc_tensor *ml_mha_forward(const ml_mha *a, tc_tensor *q, tc_tensor *k, tc_tensor
     qh = tc_mul_scalar(split_heads(qh, a->heads), 1.0 / sqrt((double)(e / a->heads)));
     tc_tensor *scores = tc_matmul(qh, tc_transpose(split_heads(kh, a->heads), -2, -1));
     if (key_valid) {
-        /* A large finite negative instead of -inf: a row with no valid key averages uniformly. */
         tc_tensor *pad = tc_reshape(tc_lt_scalar(key_valid, 0.5), (int64_t[]){b, 1, 1, lk}, 4);
-        scores = tc_masked_fill(scores, pad, -1e30);
+        scores = tc_masked_fill(scores, pad, mask_score(scores));
     }
     tc_tensor *probs = tc_dropout(tc_softmax(scores, -1), a->dropout, training, gen);
     tc_tensor *ctx = tc_transpose(tc_matmul(probs, split_heads(vh, a->heads)), 1, 2);
@@ -262,20 +265,27 @@ int ml_lstm_init(ml_lstm *l, mp_params *ps, const char *prefix, int64_t input, i
     return ps->status;
 }
 
-tc_tensor *ml_lstm_forward(const ml_lstm *l, tc_tensor *x, const int64_t *lengths, int training)
+/* One layer at a time, so the dropout between layers draws from gen (a checkpoint can hold its state)
+ * rather than from torch's global generator; the math is nn.LSTM's. */
+tc_tensor *ml_lstm_forward(const ml_lstm *l, tc_tensor *x, const int64_t *lengths, int training, tc_generator *gen)
 {
     int64_t b = tc_size(x, 0), t = tc_size(x, 1);
+    int per_layer = (l->bidirectional ? 2 : 1) * 4;
     if (b < 1 || t < 1)
-        return tc_lstm(x, lengths, l->p, l->layers, l->bidirectional, l->hidden, l->dropout, training);
+        return tc_lstm(x, lengths, l->p, 1, l->bidirectional, l->hidden, 0.0, training);
     int64_t stack[64], *lens = b <= 64 ? stack : malloc((size_t)b * sizeof *lens);
     if (!lens)
         return tc_lstm(NULL, NULL, l->p, 0, 0, 0, 0, 0);
     for (int64_t i = 0; i < b; i++)
         lens[i] = !lengths ? t : lengths[i] < 1 ? 1 : lengths[i] > t ? t : lengths[i];
-    tc_tensor *y = tc_lstm(x, lens, l->p, l->layers, l->bidirectional, l->hidden, l->dropout, training);
+    for (int k = 0; k < l->layers; k++) {
+        if (k > 0)
+            x = tc_dropout(x, l->dropout, training, gen);
+        x = tc_lstm(x, lens, l->p + k * per_layer, 1, l->bidirectional, l->hidden, 0.0, training);
+    }
     if (lens != stack)
         free(lens);
-    return y;
+    return x;
 }
 
 /* ---- Attention pooling ---- */
@@ -289,7 +299,7 @@ int ml_attn_pool_init(ml_attn_pool *p, mp_params *ps, const char *prefix, int64_
 tc_tensor *ml_attn_pool_forward(const ml_attn_pool *p, tc_tensor *x, tc_tensor *valid)
 {
     tc_tensor *scores = tc_squeeze(ml_linear_forward(&p->score, x), 2);
-    scores = tc_masked_fill(scores, tc_lt_scalar(valid, 0.5), -1e30);
+    scores = tc_masked_fill(scores, tc_lt_scalar(valid, 0.5), mask_score(scores));
     /* The product with valid zeroes the uniform weights of a row with no valid position. */
     tc_tensor *w = tc_mul(tc_softmax(scores, 1), valid);
     return tc_sum(tc_mul(x, tc_unsqueeze(w, 2)), 1, 0);

@@ -141,8 +141,9 @@ int ml_lstm_init(ml_lstm *l, mp_params *ps, const char *prefix, int64_t input, i
                  int bidirectional, double dropout);
 /* x [B, T, in]; lengths: B host lengths, each clamped into 1..T (a sample with nothing valid reads
  * one padding step rather than failing). Result [B, T, dirs * hidden]; positions past a length
- * are zero and nothing past a length changes any output (pack_padded_sequence semantics). */
-tc_tensor *ml_lstm_forward(const ml_lstm *l, tc_tensor *x, const int64_t *lengths, int training);
+ * are zero and nothing past a length changes any output (pack_padded_sequence semantics). The
+ * dropout between layers (training only) draws from gen (NULL: torch's default generator). */
+tc_tensor *ml_lstm_forward(const ml_lstm *l, tc_tensor *x, const int64_t *lengths, int training, tc_generator *gen);
 
 /* ---- Attention pooling: softmax(score(x)) over valid positions, weighted sum ------------------ */
 typedef struct {

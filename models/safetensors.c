@@ -220,6 +220,39 @@ static int fsync_dir_of(const char *path)
     return rc;
 }
 
+/* Writes the parts in order to "<path>.tmp", fsyncs it, renames it over path and fsyncs the folder. */
+static int publish(const char *path, const void *const *parts, const size_t *sizes, size_t n, char *err, size_t errlen)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return fail(err, errlen, "%s: path too long", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = write_all(fd, parts[i], sizes[i]);
+    if (rc == 0)
+        rc = fsync(fd);
+    int saved = errno;
+    if (close(fd) != 0 && rc == 0) {
+        rc = -1;
+        saved = errno;
+    }
+    if (rc != 0) {
+        unlink(tmp);
+        return fail(err, errlen, "%s: write failed: %s", tmp, strerror(saved));
+    }
+    if (rename(tmp, path) != 0) {
+        saved = errno;
+        unlink(tmp);
+        return fail(err, errlen, "%s: cannot rename into place: %s", path, strerror(saved));
+    }
+    if (fsync_dir_of(path) != 0)
+        return fail(err, errlen, "%s: cannot fsync its directory: %s", path, strerror(errno));
+    return 0;
+}
+
 static char *build_header(const st_tensor *ts, size_t n, const char *const *meta, size_t n_meta)
 {
     cJSON *h = cJSON_CreateObject();
@@ -263,38 +296,28 @@ int st_write(const char *path, const st_tensor *ts, size_t n, const char *const 
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
 
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        free(json);
-        return fail(err, errlen, "%s: path too long", path);
-    }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        free(json);
-        return fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
-    }
     static const char spaces[8] = "        ";
-    int rc = write_all(fd, len8, 8) | write_all(fd, json, jl) | write_all(fd, spaces, padded - jl);
+    size_t np = 3 + n;
+    const void **parts = malloc(np * sizeof *parts);
+    size_t *sizes = malloc(np * sizeof *sizes);
+    int rc = -1;
+    if (parts && sizes) {
+        parts[0] = len8, sizes[0] = 8;
+        parts[1] = json, sizes[1] = jl;
+        parts[2] = spaces, sizes[2] = padded - jl;
+        for (size_t i = 0; i < n; i++)
+            parts[3 + i] = ts[i].data, sizes[3 + i] = ts[i].nbytes;
+        rc = publish(path, parts, sizes, np, err, errlen);
+    } else {
+        fail(err, errlen, "%s: out of memory", path);
+    }
+    free(parts);
+    free(sizes);
     free(json);
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = write_all(fd, ts[i].data, ts[i].nbytes);
-    if (rc == 0)
-        rc = fsync(fd);
-    int saved = errno;
-    if (close(fd) != 0 && rc == 0) {
-        rc = -1;
-        saved = errno;
-    }
-    if (rc != 0) {
-        unlink(tmp);
-        return fail(err, errlen, "%s: write failed: %s", tmp, strerror(saved));
-    }
-    if (rename(tmp, path) != 0) {
-        saved = errno;
-        unlink(tmp);
-        return fail(err, errlen, "%s: cannot rename into place: %s", path, strerror(saved));
-    }
-    if (fsync_dir_of(path) != 0)
-        return fail(err, errlen, "%s: cannot fsync its directory: %s", path, strerror(errno));
-    return 0;
+    return rc;
+}
+
+int st_write_bytes(const char *path, const void *data, size_t n, char *err, size_t errlen)
+{
+    return publish(path, &data, &n, 1, err, errlen);
 }

@@ -44,6 +44,10 @@ const char *st_metadata(const st_file *f, const char *key);
 int st_write(const char *path, const st_tensor *ts, size_t n, const char *const *meta, size_t n_meta,
              char *err, size_t errlen);
 
+/* Writes n bytes to path atomically, the way st_write publishes a file (a sidecar such as an HF
+ * config.json next to the weights). */
+int st_write_bytes(const char *path, const void *data, size_t n, char *err, size_t errlen);
+
 size_t st_dtype_size(st_dtype d);
 const char *st_dtype_name(st_dtype d);
 

@@ -491,9 +491,18 @@ tc_tensor *tc_abs(tc_tensor *a) { TC_OP(at::abs(a->t), a); }
 tc_tensor *tc_add_scalar(tc_tensor *a, double s) { TC_OP(at::add(a->t, s), a); }
 tc_tensor *tc_mul_scalar(tc_tensor *a, double s) { TC_OP(at::mul(a->t, s), a); }
 tc_tensor *tc_pow(tc_tensor *a, double exponent) { TC_OP(at::pow(a->t, exponent), a); }
-tc_tensor *tc_gelu(tc_tensor *a, tc_gelu_approx approx) {
-    TC_OP(at::gelu(a->t, approx == TC_GELU_TANH ? "tanh" : "none"), a);
+/* libtorch 1.13's CPU backward of the exact GELU reads a gradient laid out unlike its input wrongly
+ * (garbage such as 1e20 when a transpose follows the GELU); a hook hands it a contiguous gradient, and
+ * the input is made contiguous to match. */
+static at::Tensor gelu(const at::Tensor &x, tc_gelu_approx approx) {
+    if (approx == TC_GELU_TANH)
+        return at::gelu(x, "tanh");
+    at::Tensor y = at::gelu(x.contiguous(), "none");
+    if (y.requires_grad())
+        y.register_hook([](const at::Tensor &g) { return g.contiguous(); });
+    return y;
 }
+tc_tensor *tc_gelu(tc_tensor *a, tc_gelu_approx approx) { TC_OP(gelu(a->t, approx), a); }
 tc_tensor *tc_clamp(tc_tensor *a, double lo, double hi) { TC_OP(at::clamp(a->t, lo, hi), a); }
 tc_tensor *tc_masked_fill(tc_tensor *a, tc_tensor *mask, double value) {
     TC_OP(at::masked_fill(a->t, bool_mask(mask->t), value), a, mask);

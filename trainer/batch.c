@@ -1,13 +1,5 @@
 #include "trainer/batch.h"
 
-ds_batch_shape tr_batch_shape(const tr_config *cfg)
-{
-    /* The skeleton model reads no context: C is the smallest the loader takes. */
-    ds_batch_shape s = {.B = (int)cfg->train.batch_size, .U = DS_MAX_UTT, .L = (int)cfg->model.utt_tokens, .C = 2,
-                        .mods = DS_MOD_TEXT};
-    return s;
-}
-
 static void *pinned_alloc(void *ctx, size_t bytes)
 {
     (void)ctx;
@@ -43,6 +35,30 @@ tm_inputs tr_batch_inputs(const ds_batch *b)
         .utt_valid = tc_from_blob(b->utt_valid, bu, 2, TC_F32),
         .meta = tc_slice(tc_from_blob(b->meta, bm, 2, TC_I64), 1, 0, DS_META_FIRST_LEAKING, 1),
     };
+    return in;
+}
+
+mf_inputs tr_batch_fusion_inputs(const ds_batch *b)
+{
+    int64_t bu[] = {b->B, b->U}, bul[] = {b->B, b->U, b->L}, bc[] = {b->B, b->C}, bm[] = {b->B, DS_META_N};
+    mf_inputs in = {
+        .utt_tokens = token_ids(b->utt_tokens, bul, 3),
+        .utt_mask = tc_from_blob(b->utt_mask, bul, 3, TC_F32),
+        .utt_valid = tc_from_blob(b->utt_valid, bu, 2, TC_F32),
+        .utt_role = tc_from_blob(b->utt_role, bu, 2, TC_I64),
+        .ctx_tokens = token_ids(b->ctx_tokens, bc, 2),
+        .ctx_mask = tc_from_blob(b->ctx_mask, bc, 2, TC_F32),
+        .meta = tc_from_blob(b->meta, bm, 2, TC_I64),
+    };
+    if (b->audio) {
+        in.audio = tc_from_blob(b->audio, (int64_t[]){b->B, b->U, b->S}, 3, TC_I16);
+        in.audio_len = tc_from_blob(b->audio_len, bu, 2, TC_I64);
+        in.audio_valid = tc_from_blob(b->audio_valid, bu, 2, TC_F32);
+    }
+    if (b->frames) {
+        in.frames = tc_from_blob(b->frames, (int64_t[]){b->B, b->U, DS_N_FRAMES, b->H, b->W, 3}, 6, TC_U8);
+        in.video_valid = tc_from_blob(b->video_valid, bu, 2, TC_F32);
+    }
     return in;
 }
 

@@ -165,21 +165,28 @@ static int list_model(tensor_list *l, const mp_params *ps)
     return 0;
 }
 
-/* optim.safetensors: each parameter's AdamW moments, "exp_avg.<name>" and "exp_avg_sq.<name>". */
+/* optim.safetensors: each trained parameter's AdamW moments, "exp_avg.<name>" and "exp_avg_sq.<name>"
+ * (frozen parameters and buffers have none). */
 static int list_moments(tensor_list *l, const mp_params *ps, const tr_adamw *o)
 {
-    if (list_alloc(l, 2 * ps->n))
-        return -1;
+    int n = 0;
     for (int i = 0; i < ps->n; i++)
-        for (int k = 0; k < 2; k++) {
+        n += o->exp_avg[i] != NULL;
+    if (list_alloc(l, 2 * n))
+        return -1;
+    for (int i = 0, j = 0; i < ps->n; i++) {
+        if (!o->exp_avg[i])
+            continue;
+        for (int k = 0; k < 2; k++, j++) {
             size_t len = strlen(ps->v[i].name) + 16;
-            char *name = l->owned[2 * i + k] = malloc(len);
+            char *name = l->owned[j] = malloc(len);
             if (!name)
                 return -1;
             snprintf(name, len, "%s.%s", k ? "exp_avg_sq" : "exp_avg", ps->v[i].name);
-            l->names[2 * i + k] = name;
-            l->ts[2 * i + k] = k ? o->exp_avg_sq[i] : o->exp_avg[i];
+            l->names[j] = name;
+            l->ts[j] = k ? o->exp_avg_sq[i] : o->exp_avg[i];
         }
+    }
     return 0;
 }
 

@@ -8,7 +8,12 @@
 
 #include "trainer/error.h"
 
-enum kind { K_INT, K_REAL, K_STR };
+/* K_STR: text into a char[TR_STR]; K_ENUM: one of def_str's comma-separated names, stored as its index
+ * (the first is the default); K_LIST: a JSON array of up to TR_MAX_LIST integers in [lo, hi], stored in
+ * an int64_t[TR_MAX_LIST] followed by its count (def_str is the default, e.g. "[512,256]"). */
+enum kind { K_INT, K_REAL, K_STR, K_ENUM, K_LIST };
+
+#define TR_STR 1024
 
 static const struct field {
     const char *key;
@@ -20,17 +25,65 @@ static const struct field {
 } fields[] = {
 #define I(k, m, d, lo, hi, h) {k, K_INT, offsetof(tr_config, m), d, lo, hi, NULL, h}
 #define R(k, m, d, lo, hi, h) {k, K_REAL, offsetof(tr_config, m), d, lo, hi, NULL, h}
-    {"data.shards", K_STR, offsetof(tr_config, data.shards), 0, 0, 0, "shards", "shard folder (empd shard --out)"},
+#define S(k, m, d, h) {k, K_STR, offsetof(tr_config, m), 0, 0, 0, d, h}
+#define E(k, m, names, h) {k, K_ENUM, offsetof(tr_config, m), 0, 0, 0, names, h}
+#define L(k, m, d, lo, hi, h) {k, K_LIST, offsetof(tr_config, m), 0, lo, hi, d, h}
+    S("data.shards", data.shards, "shards", "shard folder (empd shard --out)"),
     I("data.loader_threads", data.loader_threads, 2, 1, 256, "threads per rank filling batches (results do not depend on it)"),
     I("data.prefetch_depth", data.prefetch_depth, 2, 1, 64, "batches prepared ahead per rank (host memory: depth x batch)"),
+    E("model.kind", model.kind, "text,audio,video", "text: the skeleton's text + metadata model; audio / video: the seed's fusion models"),
     I("model.vocab_size", model.vocab_size, 30522, 1, 1e7, "token embedding rows (the vocab.txt size)"),
-    I("model.hidden", model.hidden, 64, 1, 65536, "encoder width"),
-    I("model.layers", model.layers, 2, 1, 24, "encoder layers"),
-    I("model.heads", model.heads, 2, 1, 1024, "attention heads (divides hidden)"),
-    I("model.intermediate", model.intermediate, 128, 1, 1e6, "feed-forward width"),
-    I("model.max_position", model.max_position, 64, 2, 1e5, "position embeddings (>= utt_tokens)"),
+    I("model.hidden", model.hidden, 64, 1, 65536, "text encoder (BERT) width"),
+    I("model.layers", model.layers, 2, 1, 24, "text encoder layers"),
+    I("model.heads", model.heads, 2, 1, 1024, "text encoder attention heads (divides hidden)"),
+    I("model.intermediate", model.intermediate, 128, 1, 1e6, "text encoder feed-forward width"),
+    I("model.max_position", model.max_position, 64, 2, 1e5, "position embeddings (>= utt_tokens and ctx_tokens)"),
     I("model.utt_tokens", model.utt_tokens, 32, 2, 1e5, "tokens read per utterance ([CLS] .. [SEP])"),
-    I("model.meta_dim", model.meta_dim, 8, 1, 4096, "embedding width per metadata field"),
+    I("model.ctx_tokens", model.ctx_tokens, 64, 2, 1e5, "tokens read of the turn's context (audio/video models)"),
+    S("model.bert.config", model.bert.config, "", "HF config.json of the text encoder (sets its sizes; empty: the fields above)"),
+    S("model.bert.weights", model.bert.weights, "", "HF model.safetensors to start the text encoder from (empty: random)"),
+    I("model.bert.freeze_layers", model.bert.freeze_layers, 0, -1, 24, "freeze BERT's embeddings and its first k layers (-1: all of it)"),
+    E("model.text_pool", model.text_pool, "cls,pooler,mean", "utterance/context vector: [CLS] hidden state, pooler output or token mean"),
+    S("model.audio.config", model.audio.config, "", "HF config.json of Wav2Vec2 (sets its sizes; empty: the fields below)"),
+    S("model.audio.weights", model.audio.weights, "", "HF model.safetensors to start Wav2Vec2 from (empty: random)"),
+    I("model.audio.frozen", model.audio.frozen, 1, 0, 1, "1: Wav2Vec2 is a fixed feature extractor (the seed's)"),
+    E("model.audio.norm", model.audio.norm, "peak,zero_mean,none", "waveform normalisation: peak (the seed's), zero mean/unit variance (HF's), none"),
+    R("model.audio.seconds", model.audio.seconds, 1.0, 0.05, 600, "seconds of audio read per utterance (the seed's 1 s)"),
+    I("model.audio.conv_dim", model.audio.conv_dim, 512, 1, 65536, "channels of each of the 7 feature-encoder convolutions"),
+    I("model.audio.hidden", model.audio.hidden, 768, 1, 65536, "Wav2Vec2 transformer width"),
+    I("model.audio.layers", model.audio.layers, 12, 1, 48, "Wav2Vec2 transformer layers"),
+    I("model.audio.heads", model.audio.heads, 12, 1, 1024, "Wav2Vec2 attention heads"),
+    I("model.audio.intermediate", model.audio.intermediate, 3072, 1, 1e6, "Wav2Vec2 feed-forward width"),
+    I("model.audio.pos_kernel", model.audio.pos_kernel, 128, 2, 1024, "Wav2Vec2 positional convolution kernel"),
+    I("model.audio.pos_groups", model.audio.pos_groups, 16, 1, 1024, "Wav2Vec2 positional convolution groups"),
+    R("model.audio.dropout", model.audio.dropout, 0.1, 0, 0.99, "Wav2Vec2 dropouts (when trained)"),
+    I("model.video.patch", model.video.patch, 32, 1, 4096, "video transformer patch size (divides the frame size)"),
+    I("model.video.dim", model.video.dim, 384, 1, 65536, "video transformer width"),
+    I("model.video.heads", model.video.heads, 6, 1, 1024, "video transformer heads"),
+    I("model.video.layers", model.video.layers, 4, 1, 48, "video transformer layers"),
+    I("model.video.ffn", model.video.ffn, 1536, 1, 1e6, "video transformer feed-forward width"),
+    R("model.video.dropout", model.video.dropout, 0.3, 0, 0.99, "video transformer dropout"),
+    E("model.video.attention", model.video.attention, "joint,divided", "joint space-time attention (the seed's) or divided (TimeSformer's)"),
+    I("model.fusion.lstm_hidden", model.fusion.lstm_hidden, 256, 1, 65536, "BiLSTM hidden size per direction"),
+    I("model.fusion.lstm_layers", model.fusion.lstm_layers, 2, 1, 8, "BiLSTM layers"),
+    I("model.fusion.heads", model.fusion.heads, 8, 1, 1024, "heads of the fusion attentions"),
+    I("model.fusion.role_dim", model.fusion.role_dim, 16, 1, 4096, "role embedding width (audio model)"),
+    I("model.fusion.audio_hidden", model.fusion.audio_hidden, 512, 1, 65536, "audio MLP hidden width"),
+    I("model.fusion.audio_out", model.fusion.audio_out, 256, 1, 65536, "audio MLP output width"),
+    I("model.fusion.ctx_out", model.fusion.ctx_out, 256, 1, 65536, "context projection width (audio model)"),
+    I("model.fusion.meta_time", model.fusion.meta_time, 256, 1, 65536, "metadata projection broadcast over time (video model)"),
+    I("model.fusion.meta_hidden", model.fusion.meta_hidden, 128, 1, 65536, "metadata MLP hidden width"),
+    I("model.fusion.meta_out", model.fusion.meta_out, 64, 1, 65536, "metadata MLP output width"),
+    L("model.fusion.ctx", model.fusion.ctx, "[512,256,128]", 1, 65536, "context MLP widths (video model)"),
+    L("model.fusion.head", model.fusion.head, "[]", 1, 65536, "classifier hidden widths ([]: the seed's, [512,256] audio, [512,256,128] video)"),
+    I("model.meta.use_coe", model.meta.use_coe, 0, 0, 1, "1: read the chain-of-empathy fields (they leak the label; the seed did)"),
+    I("model.meta.age_dim", model.meta.age_dim, 16, 1, 4096, "age embedding width"),
+    I("model.meta.gender_dim", model.meta.gender_dim, 8, 1, 4096, "gender embedding width"),
+    I("model.meta.timbre_dim", model.meta.timbre_dim, 8, 1, 4096, "timbre embedding width"),
+    I("model.meta.avatar_dim", model.meta.avatar_dim, 32, 1, 4096, "avatar ID embedding width"),
+    I("model.meta.topic_dim", model.meta.topic_dim, 32, 1, 4096, "topic embedding width"),
+    I("model.meta.coe_dim", model.meta.coe_dim, 32, 1, 4096, "chain-of-empathy embedding width"),
+    I("model.meta_dim", model.meta_dim, 8, 1, 4096, "embedding width per metadata field (text model)"),
     I("model.avatar_ids", model.avatar_ids, 100, 1, 32768, "avatar ID embedding rows (the seed's 100); larger IDs read as unknown"),
     I("model.num_classes", model.num_classes, 0, 0, 32, "7 (the authors' classes), 32 (raw emotions), 0: the shards' labels"),
     R("model.dropout", model.dropout, 0.1, 0, 0.99, "dropout probability"),
@@ -53,6 +106,9 @@ static const struct field {
     R("train.eps", train.eps, 1e-8, 0, 1, "AdamW epsilon"),
 #undef I
 #undef R
+#undef S
+#undef E
+#undef L
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
@@ -60,10 +116,13 @@ void tr_config_print_fields(void *file)
 {
     for (size_t i = 0; i < N_FIELDS; i++) {
         const struct field *f = &fields[i];
-        if (f->kind == K_STR)
-            fprintf(file, "  %-24s %-10s %s\n", f->key, f->def_str, f->help);
+        if (f->kind == K_ENUM)
+            fprintf(file, "  %-26s %-12.*s %s (one of %s)\n", f->key, (int)strcspn(f->def_str, ","), f->def_str, f->help,
+                    f->def_str);
+        else if (f->kind == K_STR || f->kind == K_LIST)
+            fprintf(file, "  %-26s %-12s %s\n", f->key, *f->def_str ? f->def_str : "\"\"", f->help);
         else
-            fprintf(file, "  %-24s %-10g %s\n", f->key, f->def, f->help);
+            fprintf(file, "  %-26s %-12g %s\n", f->key, f->def, f->help);
     }
 }
 
@@ -109,8 +168,8 @@ static int apply_set(cJSON *root, const char *set, char *err, size_t errlen)
     /* A string field takes the text as it is (a folder may be called 2024); any other value must
      * be one whole JSON scalar, so "5x" or "1 2" is reported instead of read as 5 or 1. */
     const struct field *f = find_field(key);
-    cJSON *v = f && f->kind == K_STR ? NULL : cJSON_ParseWithOpts(eq + 1, NULL, 1);
-    if (!v || cJSON_IsObject(v) || cJSON_IsArray(v)) {
+    cJSON *v = f && (f->kind == K_STR || f->kind == K_ENUM) ? NULL : cJSON_ParseWithOpts(eq + 1, NULL, 1);
+    if (!v || cJSON_IsObject(v) || (cJSON_IsArray(v) && !(f && f->kind == K_LIST))) {
         cJSON_Delete(v);
         v = cJSON_CreateString(eq + 1);
     }
@@ -154,6 +213,61 @@ static const cJSON *lookup(const cJSON *root, const char *key)
     return NULL;
 }
 
+static int read_enum(cJSON *root, const struct field *f, const cJSON *v, int64_t *dst, const char *src, char *err,
+                     size_t errlen)
+{
+    char def[64];
+    snprintf(def, sizeof def, "%.*s", (int)strcspn(f->def_str, ","), f->def_str);
+    const char *want = v && cJSON_IsString(v) ? v->valuestring : def;
+    if (v && !cJSON_IsString(v))
+        return tr_fail(err, errlen, "%s: %s must be one of %s", src, f->key, f->def_str);
+    int64_t i = 0;
+    for (const char *s = f->def_str; *s; i++) {
+        size_t n = strcspn(s, ",");
+        if (strlen(want) == n && !strncmp(s, want, n)) {
+            *dst = i;
+            if (!v) {
+                char leaf[256];
+                cJSON_AddStringToObject(parent_of(root, f->key, leaf, sizeof leaf), leaf, def);
+            }
+            return 0;
+        }
+        s += n + (s[n] == ',');
+    }
+    return tr_fail(err, errlen, "%s: %s = '%s' is not one of %s", src, f->key, want, f->def_str);
+}
+
+static int read_list(cJSON *root, const struct field *f, const cJSON *v, int64_t *dst, const char *src, char *err,
+                     size_t errlen)
+{
+    cJSON *def = v ? NULL : cJSON_Parse(f->def_str);
+    const cJSON *a = v ? v : def;
+    int rc = 0;
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) > TR_MAX_LIST) {
+        rc = tr_fail(err, errlen, "%s: %s must be an array of at most %d integers", src, f->key, TR_MAX_LIST);
+    } else {
+        int n = 0;
+        const cJSON *x;
+        cJSON_ArrayForEach(x, a)
+        {
+            if (!cJSON_IsNumber(x) || x->valuedouble != (double)(int64_t)x->valuedouble || x->valuedouble < f->lo ||
+                x->valuedouble > f->hi) {
+                rc = tr_fail(err, errlen, "%s: %s[%d] must be an integer in [%g, %g]", src, f->key, n, f->lo, f->hi);
+                break;
+            }
+            dst[n++] = (int64_t)x->valuedouble;
+        }
+        dst[TR_MAX_LIST] = n;
+    }
+    if (rc == 0 && def) {
+        char leaf[256];
+        cJSON_AddItemToObject(parent_of(root, f->key, leaf, sizeof leaf), leaf, def);
+        def = NULL;
+    }
+    cJSON_Delete(def);
+    return rc;
+}
+
 static int read_fields(cJSON *root, tr_config *c, const char *src, char *err, size_t errlen)
 {
     for (size_t i = 0; i < N_FIELDS; i++) {
@@ -163,11 +277,21 @@ static int read_fields(cJSON *root, tr_config *c, const char *src, char *err, si
         if (f->kind == K_STR) {
             if (v && !cJSON_IsString(v))
                 return tr_fail(err, errlen, "%s: %s must be a string", src, f->key);
-            snprintf(dst, sizeof c->data.shards, "%s", v ? v->valuestring : f->def_str);
+            snprintf(dst, TR_STR, "%s", v ? v->valuestring : f->def_str);
             if (!v) {
                 char leaf[256];
                 cJSON_AddStringToObject(parent_of(root, f->key, leaf, sizeof leaf), leaf, f->def_str);
             }
+            continue;
+        }
+        if (f->kind == K_ENUM) {
+            if (read_enum(root, f, v, (int64_t *)dst, src, err, errlen))
+                return -1;
+            continue;
+        }
+        if (f->kind == K_LIST) {
+            if (read_list(root, f, v, (int64_t *)dst, src, err, errlen))
+                return -1;
             continue;
         }
         double x = f->def;
@@ -195,6 +319,9 @@ static int read_fields(cJSON *root, tr_config *c, const char *src, char *err, si
     if (c->model.utt_tokens > c->model.max_position)
         return tr_fail(err, errlen, "%s: model.utt_tokens (%lld) exceeds model.max_position (%lld)", src,
                     (long long)c->model.utt_tokens, (long long)c->model.max_position);
+    if (c->model.kind != TR_MODEL_TEXT && c->model.ctx_tokens > c->model.max_position)
+        return tr_fail(err, errlen, "%s: model.ctx_tokens (%lld) exceeds model.max_position (%lld)", src,
+                    (long long)c->model.ctx_tokens, (long long)c->model.max_position);
     if (c->train.decay_steps && c->train.decay_steps <= c->train.warmup_steps)
         return tr_fail(err, errlen, "%s: train.decay_steps (%lld) must exceed train.warmup_steps (%lld), or be 0", src,
                     (long long)c->train.decay_steps, (long long)c->train.warmup_steps);

@@ -9,15 +9,43 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* model.kind: the skeleton's text + metadata model, or one of the seed's two fusion models. */
+enum tr_model_kind { TR_MODEL_TEXT, TR_MODEL_AUDIO, TR_MODEL_VIDEO };
+
+#define TR_MAX_LIST 6
+
 typedef struct {
     struct {
         char shards[1024];
         int64_t loader_threads, prefetch_depth;
     } data;
     struct {
+        int64_t kind;                   /* enum tr_model_kind */
         int64_t vocab_size, hidden, layers, heads, intermediate, max_position;
-        int64_t utt_tokens, meta_dim, avatar_ids, num_classes;
+        int64_t utt_tokens, ctx_tokens, meta_dim, avatar_ids, num_classes;
         double dropout, init_std;
+        int64_t text_pool;              /* enum mf_text_pool */
+        struct {
+            char config[1024], weights[1024];
+            int64_t freeze_layers;
+        } bert;
+        struct {
+            char config[1024], weights[1024];
+            int64_t frozen, norm, conv_dim, hidden, layers, heads, intermediate, pos_kernel, pos_groups;
+            double seconds, dropout;
+        } audio;
+        struct {
+            int64_t patch, dim, heads, layers, ffn, attention;
+            double dropout;
+        } video;
+        struct {
+            int64_t lstm_hidden, lstm_layers, heads, role_dim, audio_hidden, audio_out, ctx_out, meta_time;
+            int64_t meta_hidden, meta_out;
+            int64_t ctx[TR_MAX_LIST], n_ctx, head[TR_MAX_LIST], n_head;
+        } fusion;
+        struct {
+            int64_t use_coe, age_dim, gender_dim, timbre_dim, avatar_dim, topic_dim, coe_dim;
+        } meta;
     } model;
     struct {
         int64_t batch_size, max_steps, warmup_steps, decay_steps, log_every, eval_every, checkpoint_every;

@@ -30,7 +30,7 @@ static void score(const float *logits, const int64_t *y, size_t real, int nc, in
     }
 }
 
-int tr_evaluate(comm_group *g, ds_loader *l, tm_model *m, const tr_config *cfg, const char *split,
+int tr_evaluate(comm_group *g, ds_loader *l, tr_model *m, const tr_config *cfg, const char *split,
                 int show_progress, tr_metrics *out, double *mean_loss, char *err, size_t errlen)
 {
     size_t n = ds_loader_count(l, split);
@@ -47,8 +47,8 @@ int tr_evaluate(comm_group *g, ds_loader *l, tm_model *m, const tr_config *cfg, 
         return -1;
     ds_prefetch_opts po = {.threads = (int)cfg->data.loader_threads,
                            .depth = (int)cfg->data.prefetch_depth,
-                           .shape = tr_batch_shape(cfg),
-                           .allocator = tr_batch_allocator(tc_device_of(m->params.v[0].t))};
+                           .shape = tr_model_batch_shape(cfg, ds_loader_manifest(l)),
+                           .allocator = tr_batch_allocator(tc_device_of(tr_model_params(m)->v[0].t))};
     ds_prefetch *pf = NULL;
     float *logits = malloc(bs * (size_t)nc * sizeof *logits);
     int rc = 0;
@@ -65,8 +65,7 @@ int tr_evaluate(comm_group *g, ds_loader *l, tm_model *m, const tr_config *cfg, 
     while (rc == 0 && (rc = ds_prefetch_next(pf, &it, err, errlen)) == 0) {
         tc_scope *sc = tc_scope_begin();
         int was = tc_grad_enabled_set(0);
-        tm_inputs in = tr_batch_inputs(it.batch);
-        tc_tensor *z = tm_model_forward(m, &in, 0, NULL);
+        tc_tensor *z = tr_model_forward(m, it.batch, 0, NULL);
         int cp = z ? tc_copy_to_host(z, logits, bs * (size_t)nc * sizeof *logits) : TC_EINVAL;
         tc_grad_enabled_set(was);
         if (tc_scope_end(sc) != TC_OK || cp != TC_OK) {

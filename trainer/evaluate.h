@@ -8,12 +8,12 @@
 
 #include "comm/comm.h"
 #include "dataset/loader.h"
-#include "models/text_model.h"
 #include "trainer/config.h"
+#include "trainer/model.h"
 #include "trainer/metrics.h"
 
 /* mean_loss: cross-entropy over the labeled samples. show_progress draws a bar (rank 0, tty). */
-int tr_evaluate(comm_group *g, ds_loader *l, tm_model *m, const tr_config *cfg, const char *split,
+int tr_evaluate(comm_group *g, ds_loader *l, tr_model *m, const tr_config *cfg, const char *split,
                 int show_progress, tr_metrics *out, double *mean_loss, char *err, size_t errlen);
 
 #endif

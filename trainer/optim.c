@@ -16,6 +16,9 @@ int tr_adamw_init(tr_adamw *o, const mp_params *ps)
     o->n = ps->n;
     tc_scope_enter(o->scope);
     for (int i = 0; i < ps->n; i++) {
+        /* Frozen parameters and buffers never step: no moments (a frozen encoder costs no optimizer memory). */
+        if (!mp_trainable(&ps->v[i]))
+            continue;
         tc_tensor *p = ps->v[i].t;
         int64_t shape[TC_MAX_DIMS];
         int nd = tc_ndim(p);
@@ -46,7 +49,7 @@ int tr_adamw_step(tr_adamw *o, const mp_params *ps, const tr_config *cfg, double
     tc_scope *s = tc_scope_begin();
     int rc = TC_OK;
     for (int i = 0; rc == TC_OK && i < ps->n; i++) {
-        tc_tensor *g = tc_grad(ps->v[i].t);
+        tc_tensor *g = o->exp_avg[i] ? tc_grad(ps->v[i].t) : NULL;
         if (!g)
             continue;
         rc = tc_adamw_step(ps->v[i].t, g, o->exp_avg[i], o->exp_avg_sq[i], o->step, lr, cfg->train.beta1,

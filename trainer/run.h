@@ -8,8 +8,8 @@
 #include "comm/comm.h"
 #include "dataset/loader.h"
 #include "dataset/sampler.h"
-#include "models/text_model.h"
 #include "trainer/config.h"
+#include "trainer/model.h"
 #include "trainer/optim.h"
 #include "trainer/progress.h"
 
@@ -19,7 +19,7 @@ typedef struct {
     int rank, world, threads;
     const char *out;
     ds_loader *loader;
-    tm_model model;
+    tr_model model;
     tr_adamw opt;
     ds_sampler sampler;          /* the training split's */
     tc_generator *dropout_gen;   /* this rank's */

@@ -60,7 +60,7 @@ int tr_run_check_replicas(tr_run *r)
 {
     if (r->world == 1)
         return 0;
-    uint64_t mine = params_hash(&r->model.params), *all = calloc((size_t)r->world, sizeof *all);
+    uint64_t mine = params_hash(tr_model_params(&r->model)), *all = calloc((size_t)r->world, sizeof *all);
     if (!all) {
         snprintf(r->err, sizeof r->err, "replica check: out of memory");
         return -1;
@@ -147,7 +147,7 @@ static int write_checkpoint(tr_run *r, const unsigned char *all, size_t len)
     if (rc)
         snprintf(r->err, sizeof r->err, "checkpoint: out of memory");
     else
-        rc = tr_ckpt_save(r->out, &st, &r->model.params, &r->opt, r->cfg.json, (int)r->cfg.train.keep_last, r->err,
+        rc = tr_ckpt_save(r->out, &st, tr_model_params(&r->model), &r->opt, r->cfg.json, (int)r->cfg.train.keep_last, r->err,
                           sizeof r->err);
     tr_ckpt_state_free(&st);
     return rc;
@@ -209,7 +209,7 @@ static int pick_checkpoint(tr_run *r, const char *how, char *dir, size_t n)
 static int load_checkpoint(tr_run *r, const char *dir)
 {
     tr_ckpt_state st;
-    if (tr_ckpt_load(dir, r->cfg.model_hash, &st, &r->model.params, &r->opt, r->err, sizeof r->err))
+    if (tr_ckpt_load(dir, r->cfg.model_hash, &st, tr_model_params(&r->model), &r->opt, r->err, sizeof r->err))
         return -1;
     char hash[17];
     data_hash(ds_loader_manifest(r->loader), hash);

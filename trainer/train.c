@@ -11,6 +11,7 @@
 
 #include "dataset/prefetch.h"
 #include "dataset/record.h"
+#include "models/hf_export.h"
 #include "models/safetensors.h"
 #include "trainer/batch.h"
 #include "trainer/commands.h"
@@ -58,68 +59,50 @@ static int show_progress(const tr_run *r)
     return !getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_RANK") && !getenv("PMIX_RANK") && !getenv("SLURM_PROCID");
 }
 
-/* Metadata fields the model reads, in record order; the chain-of-empathy ones leak the label and
- * stay out of this skeleton. NULL: an avatar ID, sized by model.avatar_ids. */
-static const char *const meta_vocab[DS_META_FIRST_LEAKING] = {
-    "age", "gender", "timbre", NULL, "age", "gender", "timbre", NULL, "topic",
-};
-
 static int build_model(tr_run *r)
 {
     const tr_config *c = &r->cfg;
-    tm_config mc = {
-        .bert = {.vocab_size = c->model.vocab_size, .hidden = c->model.hidden, .layers = c->model.layers,
-                 .heads = c->model.heads, .intermediate = c->model.intermediate,
-                 .max_position = c->model.max_position, .type_vocab = 2, .layer_norm_eps = 1e-12,
-                 .dropout = c->model.dropout, .init_std = c->model.init_std},
-        .meta_fields = DS_META_FIRST_LEAKING,
-        .meta_dim = c->model.meta_dim,
-        .num_classes = c->model.num_classes,
-        .dropout = c->model.dropout,
-    };
-    const ds_manifest *m = ds_loader_manifest(r->loader);
-    for (int i = 0; i < mc.meta_fields; i++) {
-        const ds_manifest_vocab *v = meta_vocab[i] ? ds_manifest_find_vocab(m, meta_vocab[i]) : NULL;
-        if (meta_vocab[i] && !v) {
-            snprintf(r->err, sizeof r->err, "%s: manifest has no '%s' vocabulary", c->data.shards, meta_vocab[i]);
-            return -1;
-        }
-        mc.meta_sizes[i] = v ? (int64_t)(v->items.n > 0 ? v->items.n : 1) : c->model.avatar_ids;
-    }
     /* Ranks other than 0 start from other weights on purpose: only the broadcast below makes the
      * replicas equal, and the replica checks would catch it missing. */
-    int rc = tm_model_init(&r->model, &mc, (uint64_t)c->train.seed + (uint64_t)r->rank);
-    if (rc != TC_OK) {
-        snprintf(r->err, sizeof r->err, "model: cannot build: %s", tc_last_error());
+    if (tr_model_build(&r->model, c, ds_loader_manifest(r->loader), (uint64_t)c->train.seed + (uint64_t)r->rank, r->err,
+                       sizeof r->err))
+        return -1;
+    mp_params *ps = tr_model_params(&r->model);
+    r->flat_n = 0;
+    for (int i = 0; i < ps->n; i++)
+        if (mp_trainable(&ps->v[i]))
+            r->flat_n += (size_t)tc_numel(ps->v[i].t);
+    r->flat = malloc((r->flat_n ? r->flat_n : 1) * sizeof *r->flat);
+    if (!r->flat || tr_adamw_init(&r->opt, ps) != TC_OK) {
+        snprintf(r->err, sizeof r->err, "model: out of memory for %zu trainable parameters", r->flat_n);
         return -1;
     }
-    r->flat_n = mp_numel(&r->model.params);
-    r->flat = malloc(r->flat_n * sizeof *r->flat);
-    if (!r->flat || tr_adamw_init(&r->opt, &r->model.params) != TC_OK) {
-        snprintf(r->err, sizeof r->err, "model: out of memory for %zu parameters", r->flat_n);
-        return -1;
-    }
-    for (int i = 0; i < r->model.params.n; i++)
-        tc_zero_grad(r->model.params.v[i].t);
+    for (int i = 0; i < ps->n; i++)
+        if (mp_trainable(&ps->v[i]))
+            tc_zero_grad(ps->v[i].t);
     return 0;
 }
 
 static int broadcast_weights(tr_run *r)
 {
-    for (int i = 0; i < r->model.params.n; i++) {
-        tc_tensor *p = r->model.params.v[i].t;
+    mp_params *ps = tr_model_params(&r->model);
+    for (int i = 0; i < ps->n; i++) {
+        tc_tensor *p = ps->v[i].t;
         if (comm_broadcast(r->g, tc_data_ptr(p), (size_t)tc_numel(p) * sizeof(float), 0, r->err, sizeof r->err))
             return -1;
     }
     return 0;
 }
 
-/* Averages every gradient across ranks with one all-reduce of the packed gradients. */
+/* Averages every trainable parameter's gradient across ranks with one all-reduce of the packed
+ * gradients. */
 static int allreduce_grads(tr_run *r)
 {
-    mp_params *ps = &r->model.params;
+    mp_params *ps = tr_model_params(&r->model);
     size_t off = 0;
     for (int i = 0; i < ps->n; i++) {
+        if (!mp_trainable(&ps->v[i]))
+            continue;
         size_t n = (size_t)tc_numel(ps->v[i].t);
         tc_scope *s = tc_scope_begin();
         memcpy(r->flat + off, tc_data_ptr(tc_grad(ps->v[i].t)), n * sizeof(float));
@@ -130,6 +113,8 @@ static int allreduce_grads(tr_run *r)
         return -1;
     off = 0;
     for (int i = 0; i < ps->n; i++) {
+        if (!mp_trainable(&ps->v[i]))
+            continue;
         size_t n = (size_t)tc_numel(ps->v[i].t);
         tc_scope *s = tc_scope_begin();
         memcpy(tc_data_ptr(tc_grad(ps->v[i].t)), r->flat + off, n * sizeof(float));
@@ -142,13 +127,13 @@ static int allreduce_grads(tr_run *r)
 /* One optimizer step on this rank's slice; *loss receives the mean loss over all ranks. */
 static int train_step(tr_run *r, ds_batch *b, double *loss)
 {
-    mp_params *ps = &r->model.params;
+    mp_params *ps = tr_model_params(&r->model);
     long long next = (long long)r->step + 1;
     for (int i = 0; i < ps->n; i++)
-        tc_zero_grad(ps->v[i].t);
+        if (mp_trainable(&ps->v[i]))
+            tc_zero_grad(ps->v[i].t);
     tc_scope *s = tc_scope_begin();
-    tm_inputs in = tr_batch_inputs(b);
-    tc_tensor *logits = tm_model_forward(&r->model, &in, 1, r->dropout_gen);
+    tc_tensor *logits = tr_model_forward(&r->model, b, 1, r->dropout_gen);
     tc_tensor *y = tc_from_blob(tr_batch_labels(b, r->cfg.model.num_classes), (int64_t[]){b->B}, 1, TC_I64);
     tc_tensor *l = tc_cross_entropy(logits, y, NULL);
     double local = l ? tc_item(l) : 0.0;
@@ -193,9 +178,32 @@ static int validate(tr_run *r)
     return 0;
 }
 
+/* The fusion models' encoders also as Hugging Face model folders (RUNDIR/hf/bert, RUNDIR/hf/wav2vec2),
+ * which from_pretrained and model.*.weights load as they are. */
+static int export_encoders(tr_run *r)
+{
+    if (r->model.kind == TR_MODEL_TEXT)
+        return 0;
+    mf_model *m = &r->model.fusion;
+    char dir[4200];
+    char *json = bert_config_to_hf(&m->cfg.bert);
+    snprintf(dir, sizeof dir, "%s/hf/bert", r->out);
+    int rc = json ? hf_export(&m->params, "bert", dir, json, r->err, sizeof r->err) : -1;
+    free(json);
+    if (rc == 0 && m->cfg.kind == MF_AUDIO) {
+        json = w2v_config_to_hf(&m->cfg.audio);
+        snprintf(dir, sizeof dir, "%s/hf/wav2vec2", r->out);
+        rc = json ? hf_export(&m->params, "wav2vec2", dir, json, r->err, sizeof r->err) : -1;
+        free(json);
+    }
+    if (rc && !r->err[0])
+        snprintf(r->err, sizeof r->err, "export: out of memory");
+    return rc;
+}
+
 static int export_final(tr_run *r)
 {
-    const mp_params *ps = &r->model.params;
+    const mp_params *ps = tr_model_params(&r->model);
     st_tensor *v = calloc((size_t)ps->n, sizeof *v);
     if (!v) {
         snprintf(r->err, sizeof r->err, "export: out of memory");
@@ -216,6 +224,8 @@ static int export_final(tr_run *r)
         rc = st_write(path, v, (size_t)ps->n, NULL, 0, r->err, sizeof r->err);
     }
     free(v);
+    if (rc == 0 && r->rank == 0)
+        rc = export_encoders(r);
     return rc;
 }
 
@@ -249,9 +259,9 @@ static int open_prefetch(tr_run *r, ds_prefetch **pf)
     const tr_config *c = &r->cfg;
     ds_prefetch_opts po = {.threads = (int)c->data.loader_threads,
                            .depth = (int)c->data.prefetch_depth,
-                           .shape = tr_batch_shape(c),
+                           .shape = tr_model_batch_shape(c, ds_loader_manifest(r->loader)),
                            .roll_epochs = 1, .max_batches = (uint64_t)(c->train.max_steps - r->step),
-                           .allocator = tr_batch_allocator(tc_device_of(r->model.params.v[0].t))};
+                           .allocator = tr_batch_allocator(tc_device_of(tr_model_params(&r->model)->v[0].t))};
     return ds_prefetch_open(r->loader, "train", &r->sampler, &po, pf, r->err, sizeof r->err);
 }
 
@@ -270,12 +280,19 @@ static int train_loop(tr_run *r)
                  (long long)r->step, (long long)c->train.max_steps);
         return tr_run_agree(r, -1);
     }
+    const tr_model *m = &r->model;
+    if (m->bert_import.loaded)
+        tr_run_say(r, "model: text encoder from %s: %d tensors (%d pretraining tensors ignored)", c->model.bert.weights,
+                   m->bert_import.loaded, m->bert_import.ignored);
+    if (m->audio_import.loaded)
+        tr_run_say(r, "model: audio encoder from %s: %d tensors (%d pretraining tensors ignored)", c->model.audio.weights,
+                   m->audio_import.loaded, m->audio_import.ignored);
     if (r->step == c->train.max_steps)
         tr_run_say(r, "train: the run is at train.max_steps (%lld) already: nothing to train", (long long)r->step);
     else
-        tr_run_say(r, "train: %zu samples, %d rank%s x batch %lld, %zu steps per epoch, %zu parameters, %d thread%s per rank",
+        tr_run_say(r, "train: %zu samples, %d rank%s x batch %lld, %zu steps per epoch, %zu parameters (%zu trained), %d thread%s per rank",
                    ds_loader_count(r->loader, "train"), r->world, r->world > 1 ? "s" : "", (long long)c->train.batch_size,
-                   ds_sampler_steps_per_epoch(&r->sampler), r->flat_n, r->threads, r->threads > 1 ? "s" : "");
+                   ds_sampler_steps_per_epoch(&r->sampler), mp_numel(tr_model_params(&r->model)), r->flat_n, r->threads, r->threads > 1 ? "s" : "");
     ds_prefetch *pf = NULL;
     if (r->step < c->train.max_steps && open_prefetch(r, &pf))
         return -1;
@@ -372,7 +389,7 @@ static void run_free(tr_run *r)
     if (r->metrics)
         fclose(r->metrics);
     tr_adamw_free(&r->opt);
-    tm_model_free(&r->model);
+    tr_model_free(&r->model);
     free(r->flat);
     ds_sampler_free(&r->sampler);
     if (r->dropout_gen)

@@ -9,6 +9,19 @@
                                  the loss weights input.w, input.w_pool; metadata "heads"); writes
                                  hidden, pooled and grad.<param> (d loss / d param, loss =
                                  sum(hidden * w) + sum(pooled * w_pool)) to OUT
+  ref_models.py bert-nn IN OUT   the same from torch.nn modules: nn.Embedding x3 + nn.LayerNorm, one
+                                 nn.TransformerEncoderLayer (post-LN, batch first, BERT's layer) per
+                                 layer with q/k/v concatenated into in_proj, nn.Linear + tanh pooler;
+                                 metadata "heads", "act" (gelu, gelu_new, relu), "eps"
+  ref_models.py bert-hf-files DIR V H L I P T
+                                 writes Hugging Face BERT checkpoints of random weights, the names
+                                 taken from a module tree shaped like transformers' BertForPreTraining:
+                                 DIR/pretraining.safetensors (F32, "bert." prefix, LayerNorm
+                                 gamma/beta, cls.* heads, embeddings.position_ids), the same as
+                                 DIR/pretraining_bf16.safetensors, and DIR/model_f16.safetensors
+                                 (F16, BertModel.save_pretrained's names: no prefix, weight/bias);
+                                 DIR/expected.safetensors holds "<file stem>/<BertModel name>" F32
+                                 (each value as its file stores it)
 
 A description is one line per metadata entry, "M KEY VALUE" (sorted by key), then one line per
 tensor in data order, "T NAME DTYPE NDIM DIM... HEX" (HEX: the raw bytes, "-" when empty).
@@ -140,6 +153,125 @@ def bert_reference(src, dst):
     st_save(dst, out)
 
 
+def bert_nn_reference(src, dst):
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    meta, tensors = st_load(src)
+    t = {name: torch.from_numpy(a.copy()) for name, _, _, a in tensors}
+    ids, mask, w, w_pool = t.pop("input.ids"), t.pop("input.mask"), t.pop("input.w"), t.pop("input.w_pool")
+    heads, eps = int(meta["heads"]), float(meta["eps"])
+    act = {"gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"), "relu": F.relu}[meta["act"]]
+    vocab, hidden = t["bert.embeddings.word_embeddings.weight"].shape
+    inter = t["bert.encoder.layer.0.intermediate.dense.weight"].shape[0]
+    layers = 0
+    while f"bert.encoder.layer.{layers}.attention.self.query.weight" in t:
+        layers += 1
+
+    word = nn.Embedding(vocab, hidden)
+    position = nn.Embedding(t["bert.embeddings.position_embeddings.weight"].shape[0], hidden)
+    token_type = nn.Embedding(t["bert.embeddings.token_type_embeddings.weight"].shape[0], hidden)
+    emb_ln = nn.LayerNorm(hidden, eps=eps)
+    encoder = [nn.TransformerEncoderLayer(hidden, heads, dim_feedforward=inter, dropout=0.0, activation=act,
+                                          layer_norm_eps=eps, batch_first=True, norm_first=False)
+               for _ in range(layers)]
+    pooler = nn.Linear(hidden, hidden)
+    # Our name -> (module parameter, rows of it): q/k/v are thirds of in_proj.
+    where = {"bert.embeddings.word_embeddings.weight": (word.weight, None),
+             "bert.embeddings.position_embeddings.weight": (position.weight, None),
+             "bert.embeddings.token_type_embeddings.weight": (token_type.weight, None),
+             "bert.embeddings.LayerNorm.weight": (emb_ln.weight, None),
+             "bert.embeddings.LayerNorm.bias": (emb_ln.bias, None),
+             "bert.pooler.dense.weight": (pooler.weight, None), "bert.pooler.dense.bias": (pooler.bias, None)}
+    for i, layer in enumerate(encoder):
+        pre = f"bert.encoder.layer.{i}."
+        for j, part in enumerate(("query", "key", "value")):
+            rows = slice(j * hidden, (j + 1) * hidden)
+            where[pre + f"attention.self.{part}.weight"] = (layer.self_attn.in_proj_weight, rows)
+            where[pre + f"attention.self.{part}.bias"] = (layer.self_attn.in_proj_bias, rows)
+        for ours, mod in (("attention.output.dense", layer.self_attn.out_proj), ("intermediate.dense", layer.linear1),
+                          ("output.dense", layer.linear2), ("attention.output.LayerNorm", layer.norm1),
+                          ("output.LayerNorm", layer.norm2)):
+            where[pre + ours + ".weight"] = (mod.weight, None)
+            where[pre + ours + ".bias"] = (mod.bias, None)
+    if sorted(where) != sorted(t):
+        raise ValueError(f"parameters differ: {sorted(set(where) ^ set(t))}")
+    with torch.no_grad():
+        for name, (param, rows) in where.items():
+            (param if rows is None else param[rows]).copy_(t[name])
+    for mod in [word, position, token_type, emb_ln, pooler] + encoder:
+        mod.eval()
+
+    length = ids.shape[1]
+    x = word(ids) + position(torch.arange(length))[None] + token_type(torch.zeros_like(ids))
+    x = emb_ln(x)
+    for layer in encoder:
+        x = layer(x, src_key_padding_mask=mask == 0)
+    pooled = torch.tanh(pooler(x[:, 0]))
+    ((x * w).sum() + (pooled * w_pool).sum()).backward()
+    out = [("hidden", "F32", x.detach().numpy()), ("pooled", "F32", pooled.detach().numpy())]
+    out += [("grad." + name, "F32", (p.grad if rows is None else p.grad[rows]).numpy())
+            for name, (p, rows) in where.items()]
+    st_save(dst, out)
+
+
+def bert_hf_files(out_dir, vocab, hidden, layers, inter, positions, types):
+    import torch
+    import torch.nn as nn
+
+    def tree(**children):
+        return nn.ModuleDict(children)
+
+    def layer():
+        return tree(attention=tree(self=tree(query=nn.Linear(hidden, hidden), key=nn.Linear(hidden, hidden),
+                                             value=nn.Linear(hidden, hidden)),
+                                   output=tree(dense=nn.Linear(hidden, hidden), LayerNorm=nn.LayerNorm(hidden))),
+                    intermediate=tree(dense=nn.Linear(hidden, inter)),
+                    output=tree(dense=nn.Linear(inter, hidden), LayerNorm=nn.LayerNorm(hidden)))
+
+    torch.manual_seed(11)
+    bert = tree(embeddings=tree(word_embeddings=nn.Embedding(vocab, hidden),
+                                position_embeddings=nn.Embedding(positions, hidden),
+                                token_type_embeddings=nn.Embedding(types, hidden), LayerNorm=nn.LayerNorm(hidden)),
+                encoder=tree(layer=nn.ModuleList([layer() for _ in range(layers)])),
+                pooler=tree(dense=nn.Linear(hidden, hidden)))
+    predictions = tree(transform=tree(dense=nn.Linear(hidden, hidden), LayerNorm=nn.LayerNorm(hidden)),
+                       decoder=nn.Linear(hidden, vocab, bias=False))
+    predictions.register_parameter("bias", nn.Parameter(torch.zeros(vocab)))
+    heads = tree(predictions=predictions, seq_relationship=nn.Linear(hidden, 2))
+
+    def legacy(name):
+        for new, old in ((".weight", ".gamma"), (".bias", ".beta")):
+            if "LayerNorm" in name and name.endswith(new):
+                return name[:-len(new)] + old
+        return name
+
+    def stored(v, dtype):
+        if dtype == "BF16":
+            return v.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16), v.to(torch.bfloat16).float()
+        if dtype == "F16":
+            return v.to(torch.float16).numpy(), v.to(torch.float16).float()
+        return v.numpy(), v
+
+    # Random values everywhere, so LayerNorm's 1/0 and zero biases are told apart from the model's own.
+    weights = {k: torch.randn(v.shape) * 0.5 for k, v in bert.state_dict().items()}
+    extras = {k: torch.randn(v.shape) for k, v in heads.state_dict().items()}
+    expected = []
+    for stem, dtype, pretraining in (("pretraining", "F32", True), ("pretraining_bf16", "BF16", True),
+                                     ("model_f16", "F16", False)):
+        out = []
+        for name, v in weights.items():
+            data, value = stored(v, dtype)
+            out.append(("bert." + legacy(name) if pretraining else name, dtype, data))
+            expected.append((f"{stem}/{name}", "F32", value.numpy()))
+        if pretraining:
+            out += [("cls." + legacy(name), dtype, stored(v, dtype)[0]) for name, v in extras.items()]
+            out.append(("bert.embeddings.position_ids", "I64", np.arange(positions, dtype=np.int64)[None]))
+        st_save(f"{out_dir}/{stem}.safetensors", out, {"format": "pt"})
+    st_save(f"{out_dir}/expected.safetensors", expected)
+
+
 def main():
     mode = sys.argv[1]
     if mode == "st-read":
@@ -148,6 +280,10 @@ def main():
         st_write_sample(sys.argv[2])
     elif mode == "bert":
         bert_reference(sys.argv[2], sys.argv[3])
+    elif mode == "bert-nn":
+        bert_nn_reference(sys.argv[2], sys.argv[3])
+    elif mode == "bert-hf-files":
+        bert_hf_files(sys.argv[2], *(int(a) for a in sys.argv[3:9]))
     else:
         sys.exit(f"unknown mode {mode}")
 

@@ -88,6 +88,7 @@ OP(tanh, tc_tanh(in[0]))
 OP(sigmoid, tc_sigmoid(in[0]))
 OP(relu, tc_relu(in[0]))
 OP(abs, tc_abs(in[0]))
+OP(gelu_transposed, tc_transpose(tc_gelu(in[0], TC_GELU_EXACT), 1, 2))
 OP(gelu_exact, tc_gelu(in[0], TC_GELU_EXACT))
 OP(gelu_tanh, tc_gelu(in[0], TC_GELU_TANH))
 OP(clamp, tc_clamp(in[0], -0.5, 0.7))
@@ -161,7 +162,7 @@ const op_case op_cases[] = {
     CASE(squeeze), CASE(gather), CASE(index_select), CASE(index_copy), CASE(contiguous), CASE(clone), CASE(detach),
     CASE(add), CASE(sub), CASE(mul), CASE(div), CASE(add_scalar), CASE(mul_scalar), CASE(neg),
     CASE(exp), CASE(log), CASE(sqrt), CASE(rsqrt), CASE(pow), CASE(pow2), CASE(tanh), CASE(sigmoid),
-    CASE(relu), CASE(abs), CASE(gelu_exact), CASE(gelu_tanh), CASE(clamp), CASE(masked_fill),
+    CASE(relu), CASE(abs), CASE(gelu_exact), CASE(gelu_tanh), CASE(gelu_transposed), CASE(clamp), CASE(masked_fill),
     CASE(masked_fill_u8), CASE(where), CASE(eq), CASE(gt_scalar), CASE(lt_scalar), CASE(sum), CASE(sum_neg),
     CASE(sum_all), CASE(mean), CASE(mean_all), CASE(max), CASE(argmax), CASE(var), CASE(var_biased),
     CASE(matmul), CASE(matmul_batched), CASE(bmm), CASE(linear), CASE(linear_nobias), CASE(softmax),

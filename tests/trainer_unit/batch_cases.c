@@ -11,6 +11,7 @@
 
 #include "tests/trainer_unit/trainer_unit_test.h"
 #include "trainer/batch.h"
+#include "trainer/model.h"
 
 void test_batch_tensors(void **state)
 {
@@ -19,7 +20,7 @@ void test_batch_tensors(void **state)
     memset(&cfg, 0, sizeof cfg);
     cfg.train.batch_size = 3;
     cfg.model.utt_tokens = 7;
-    ds_batch_shape shape = tr_batch_shape(&cfg);
+    ds_batch_shape shape = tr_model_batch_shape(&cfg, NULL);
     assert_int_equal(shape.mods, DS_MOD_TEXT);
     ds_batch b;
     char err[256];
