@@ -1,23 +1,12 @@
 #include "models/hf_import.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/errors.h"
 #include "models/safetensors.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 static int starts_with(const char *s, const char *prefix) { return !strncmp(s, prefix, strlen(prefix)); }
 
@@ -112,8 +101,8 @@ static int check_tensor(const char *path, const st_tensor *t, const mp_param *p,
 {
     tc_dtype dt;
     if (!tc_dtype_of_st(t->dtype, &dt))
-        return fail(err, errlen, "%s: tensor '%s' is %s; only F32, F16 and BF16 load into the model's '%s'", path,
-                    t->name, st_dtype_name(t->dtype), p->name);
+        return md_fail(err, errlen, "%s: tensor '%s' is %s; only F32, F16 and BF16 load into the model's '%s'", path,
+                       t->name, st_dtype_name(t->dtype), p->name);
     int64_t shape[TC_MAX_DIMS];
     int ndim = tc_ndim(p->t), same = ndim == t->ndim;
     for (int d = 0; d < ndim && d < TC_MAX_DIMS; d++) {
@@ -122,8 +111,8 @@ static int check_tensor(const char *path, const st_tensor *t, const mp_param *p,
     }
     if (!same) {
         char a[160], b[160];
-        return fail(err, errlen, "%s: tensor '%s' has shape %s, the model's '%s' is %s", path, t->name,
-                    shape_text(a, sizeof a, t->shape, t->ndim), p->name, shape_text(b, sizeof b, shape, ndim));
+        return md_fail(err, errlen, "%s: tensor '%s' has shape %s, the model's '%s' is %s", path, t->name,
+                       shape_text(a, sizeof a, t->shape, t->ndim), p->name, shape_text(b, sizeof b, shape, ndim));
     }
     return 0;
 }
@@ -138,7 +127,7 @@ static int copy_tensor(const char *path, const st_tensor *t, const mp_param *p, 
     if ((uintptr_t)data % st_dtype_size(t->dtype) != 0) {
         aligned = malloc(t->nbytes ? t->nbytes : 1);
         if (!aligned)
-            return fail(err, errlen, "%s: tensor '%s': out of memory", path, t->name);
+            return md_fail(err, errlen, "%s: tensor '%s': out of memory", path, t->name);
         memcpy(aligned, t->data, t->nbytes);
         data = aligned;
     }
@@ -148,8 +137,8 @@ static int copy_tensor(const char *path, const st_tensor *t, const mp_param *p, 
     int end = s ? tc_scope_end(s) : TC_ENOMEM;
     free(aligned);
     if (rc != TC_OK || end != TC_OK)
-        return fail(err, errlen, "%s: tensor '%s': copying into the model's '%s' failed: %s", path, t->name, p->name,
-                    tc_last_error());
+        return md_fail(err, errlen, "%s: tensor '%s': copying into the model's '%s' failed: %s", path, t->name, p->name,
+                       tc_last_error());
     return 0;
 }
 
@@ -177,24 +166,24 @@ static int check_file(mp_params *ps, const st_file *f, const char *path, const h
             continue;
         }
         if (by_param[p] >= 0)
-            return fail(err, errlen, "%s: tensors '%s' and '%s' both fill the model's '%s'", path,
-                        st_at(f, (size_t)by_param[p])->name, t->name, ps->v[p].name);
+            return md_fail(err, errlen, "%s: tensors '%s' and '%s' both fill the model's '%s'", path,
+                           st_at(f, (size_t)by_param[p])->name, t->name, ps->v[p].name);
         if (check_tensor(path, t, &ps->v[p], err, errlen) != 0)
             return -1;
         match[i] = p;
         by_param[p] = (int)i;
     }
     if (unexpected)
-        return fail(err, errlen, "%s: tensor '%s' matches nothing in the model (%d unexpected tensor%s)", path,
-                    first_unexpected, unexpected, unexpected == 1 ? "" : "s");
+        return md_fail(err, errlen, "%s: tensor '%s' matches nothing in the model (%d unexpected tensor%s)", path,
+                       first_unexpected, unexpected, unexpected == 1 ? "" : "s");
     int missing = 0;
     const char *first_missing = NULL;
     for (int p = 0; p < ps->n; p++)
         if (by_param[p] < 0 && under_prefix(ps->v[p].name, r->prefix) && !missing++)
             first_missing = ps->v[p].name;
     if (missing)
-        return fail(err, errlen, "%s: the model's '%s' is missing from the file (%d missing tensor%s)", path,
-                    first_missing, missing, missing == 1 ? "" : "s");
+        return md_fail(err, errlen, "%s: the model's '%s' is missing from the file (%d missing tensor%s)", path,
+                       first_missing, missing, missing == 1 ? "" : "s");
     return 0;
 }
 
@@ -210,7 +199,7 @@ int hf_import(mp_params *ps, const char *path, const hf_import_rules *rules, hf_
     int *match = malloc((n + 1) * sizeof *match), *by_param = malloc(((size_t)ps->n + 1) * sizeof *by_param);
     int ignored = 0, loaded = 0, rc = -1, was;
     if (!match || !by_param) {
-        fail(err, errlen, "%s: out of memory", path);
+        md_fail(err, errlen, "%s: out of memory", path);
         goto done;
     }
     for (int p = 0; p < ps->n; p++)

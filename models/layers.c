@@ -176,6 +176,38 @@ tc_tensor *ml_mlp_forward(const ml_mlp *m, tc_tensor *x, int training, tc_genera
     return x;
 }
 
+/* ---- Scaled dot-product attention ---- */
+
+/* A large finite negative instead of -inf, so a row with nothing valid averages uniformly; -1e30
+ * overflows f16, where masked_fill refuses it, so f16 gets its own lowest value. */
+static double mask_score(const tc_tensor *scores) { return tc_dtype_of(scores) == TC_F16 ? -65504.0 : -1e30; }
+
+/* [B, L, E] -> [B, heads, L, E/heads] */
+static tc_tensor *split_heads(tc_tensor *x, int64_t heads)
+{
+    int64_t b = tc_size(x, 0), l = tc_size(x, 1), d = tc_size(x, 2) / heads;
+    return tc_transpose(tc_reshape(x, (int64_t[]){b, l, heads, d}, 4), 1, 2);
+}
+
+/* Every attention in models/ comes through here, so this is the one place where libtorch >= 2.0's
+ * fused scaled_dot_product_attention could go, keeping the uniform average of a row with nothing
+ * valid. */
+tc_tensor *ml_scaled_dot_product_attention(tc_tensor *q, tc_tensor *k, tc_tensor *v, int64_t heads,
+                                           tc_tensor *key_valid, double p, int training, tc_generator *gen)
+{
+    int64_t b = tc_size(q, 0), lq = tc_size(q, 1), e = tc_size(q, 2), lk = tc_size(k, 1);
+    /* torch scales q before the product; doing the same keeps the rounding close to its. */
+    tc_tensor *qh = tc_mul_scalar(split_heads(q, heads), 1.0 / sqrt((double)(e / heads)));
+    tc_tensor *scores = tc_matmul(qh, tc_transpose(split_heads(k, heads), -2, -1));
+    if (key_valid) {
+        tc_tensor *pad = tc_reshape(tc_lt_scalar(key_valid, 0.5), (int64_t[]){b, 1, 1, lk}, 4);
+        scores = tc_masked_fill(scores, pad, mask_score(scores));
+    }
+    tc_tensor *probs = tc_dropout(tc_softmax(scores, -1), p, training, gen);
+    tc_tensor *ctx = tc_transpose(tc_matmul(probs, split_heads(v, heads)), 1, 2);
+    return tc_reshape(ctx, (int64_t[]){b, lq, e}, 3);
+}
+
 /* ---- nn.MultiheadAttention ---- */
 
 int ml_mha_init(ml_mha *a, mp_params *ps, const char *prefix, int64_t embed, int64_t heads, double dropout)
@@ -195,42 +227,23 @@ int ml_mha_init(ml_mha *a, mp_params *ps, const char *prefix, int64_t embed, int
     return ps->status;
 }
 
-/* A large finite negative instead of -inf, so a row with nothing valid averages uniformly; -1e30
- * overflows f16, where masked_fill refuses it, so f16 gets its own lowest value. */
-static double mask_score(const tc_tensor *scores) { return tc_dtype_of(scores) == TC_F16 ? -65504.0 : -1e30; }
-
-/* [B, L, E] -> [B, heads, L, E/heads] */
-static tc_tensor *split_heads(tc_tensor *x, int64_t heads)
-{
-    int64_t b = tc_size(x, 0), l = tc_size(x, 1), d = tc_size(x, 2) / heads;
-    return tc_transpose(tc_reshape(x, (int64_t[]){b, l, heads, d}, 4), 1, 2);
-}
-
 tc_tensor *ml_mha_forward(const ml_mha *a, tc_tensor *q, tc_tensor *k, tc_tensor *v, tc_tensor *key_valid,
                           int training, tc_generator *gen)
 {
-    int64_t e = a->embed, b = tc_size(q, 0), lq = tc_size(q, 1), lk = tc_size(k, 1);
-    tc_tensor *qh, *kh, *vh;
+    int64_t e = a->embed;
+    tc_tensor *qp, *kp, *vp;
     if (q == k && k == v) {
         tc_tensor *qkv = tc_linear(q, a->in_w, a->in_b);
-        qh = tc_narrow(qkv, 2, 0, e);
-        kh = tc_narrow(qkv, 2, e, e);
-        vh = tc_narrow(qkv, 2, 2 * e, e);
+        qp = tc_narrow(qkv, 2, 0, e);
+        kp = tc_narrow(qkv, 2, e, e);
+        vp = tc_narrow(qkv, 2, 2 * e, e);
     } else {
-        qh = tc_linear(q, tc_narrow(a->in_w, 0, 0, e), tc_narrow(a->in_b, 0, 0, e));
-        kh = tc_linear(k, tc_narrow(a->in_w, 0, e, e), tc_narrow(a->in_b, 0, e, e));
-        vh = tc_linear(v, tc_narrow(a->in_w, 0, 2 * e, e), tc_narrow(a->in_b, 0, 2 * e, e));
+        qp = tc_linear(q, tc_narrow(a->in_w, 0, 0, e), tc_narrow(a->in_b, 0, 0, e));
+        kp = tc_linear(k, tc_narrow(a->in_w, 0, e, e), tc_narrow(a->in_b, 0, e, e));
+        vp = tc_linear(v, tc_narrow(a->in_w, 0, 2 * e, e), tc_narrow(a->in_b, 0, 2 * e, e));
     }
-    /* torch scales q before the product; doing the same keeps the rounding close to its. */
-    qh = tc_mul_scalar(split_heads(qh, a->heads), 1.0 / sqrt((double)(e / a->heads)));
-    tc_tensor *scores = tc_matmul(qh, tc_transpose(split_heads(kh, a->heads), -2, -1));
-    if (key_valid) {
-        tc_tensor *pad = tc_reshape(tc_lt_scalar(key_valid, 0.5), (int64_t[]){b, 1, 1, lk}, 4);
-        scores = tc_masked_fill(scores, pad, mask_score(scores));
-    }
-    tc_tensor *probs = tc_dropout(tc_softmax(scores, -1), a->dropout, training, gen);
-    tc_tensor *ctx = tc_transpose(tc_matmul(probs, split_heads(vh, a->heads)), 1, 2);
-    return ml_linear_forward(&a->out, tc_reshape(ctx, (int64_t[]){b, lq, e}, 3));
+    tc_tensor *ctx = ml_scaled_dot_product_attention(qp, kp, vp, a->heads, key_valid, a->dropout, training, gen);
+    return ml_linear_forward(&a->out, ctx);
 }
 
 /* ---- nn.LSTM ---- */

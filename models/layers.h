@@ -111,6 +111,17 @@ int ml_mlp_init(ml_mlp *m, mp_params *ps, const char *prefix, const int64_t *dim
 tc_tensor *ml_mlp_forward(const ml_mlp *m, tc_tensor *x, int training, tc_generator *gen);
 tc_tensor *ml_act_forward(ml_act act, tc_tensor *x);
 
+/* ---- Scaled dot-product attention over projected inputs --------------------------------------- */
+/* q [B, Lq, E], k and v [B, Lk, E], already projected; E divisible by heads. Split into heads,
+ * softmax(q k^T / sqrt(E / heads)) with padded keys masked, dropout p on the weights (training only,
+ * drawn from gen), times v, heads merged -> [B, Lq, E], before any output projection: the core of
+ * nn.MultiheadAttention, HF's BertSelfAttention and Wav2Vec2Attention. key_valid f32 [B, Lk] (1
+ * attend, 0 padding) or NULL. A padded key's weight is exactly 0 in any row with a valid key, as
+ * under torch's -inf mask and HF's additive ones; a row whose keys are all padding averages them
+ * uniformly (as HF's float-min mask does) instead of torch's NaN. */
+tc_tensor *ml_scaled_dot_product_attention(tc_tensor *q, tc_tensor *k, tc_tensor *v, int64_t heads,
+                                           tc_tensor *key_valid, double p, int training, tc_generator *gen);
+
 /* ---- nn.MultiheadAttention(embed, heads, dropout, batch_first=True) ---------------------------- */
 typedef struct {
     tc_tensor *in_w, *in_b;   /* "<prefix>.in_proj_weight" [3E, E], "<prefix>.in_proj_bias" [3E] */

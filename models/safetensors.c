@@ -4,13 +4,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "models/errors.h"
 
 struct st_file {
     void *map;
@@ -25,15 +26,6 @@ static const size_t dtype_sizes[] = {4, 8, 2, 2, 8, 4, 2, 1, 1};
 
 size_t st_dtype_size(st_dtype d) { return (unsigned)d < 9 ? dtype_sizes[d] : 0; }
 const char *st_dtype_name(st_dtype d) { return (unsigned)d < 9 ? dtype_names[d] : "?"; }
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 void st_close(st_file *f)
 {
@@ -55,38 +47,38 @@ static int parse_entry(const cJSON *e, size_t data_size, const char *path, st_te
     const cJSON *offs = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     t->name = e->string;
     if (!cJSON_IsString(dt))
-        return fail(err, errlen, "%s: tensor '%s': missing dtype", path, t->name);
+        return md_fail(err, errlen, "%s: tensor '%s': missing dtype", path, t->name);
     int d = -1;
     for (int i = 0; i < 9; i++)
         if (!strcmp(dt->valuestring, dtype_names[i]))
             d = i;
     if (d < 0)
-        return fail(err, errlen, "%s: tensor '%s': unsupported dtype '%s'", path, t->name, dt->valuestring);
+        return md_fail(err, errlen, "%s: tensor '%s': unsupported dtype '%s'", path, t->name, dt->valuestring);
     t->dtype = (st_dtype)d;
     if (!cJSON_IsArray(shape) || cJSON_GetArraySize(shape) > ST_MAX_DIMS)
-        return fail(err, errlen, "%s: tensor '%s': shape must be an array of at most %d sizes", path, t->name,
-                    ST_MAX_DIMS);
+        return md_fail(err, errlen, "%s: tensor '%s': shape must be an array of at most %d sizes", path, t->name,
+                       ST_MAX_DIMS);
     t->ndim = cJSON_GetArraySize(shape);
     size_t numel = 1;
     for (int i = 0; i < t->ndim; i++) {
         const cJSON *s = cJSON_GetArrayItem(shape, i);
         if (!cJSON_IsNumber(s) || s->valuedouble < 0 || s->valuedouble > 1e15)
-            return fail(err, errlen, "%s: tensor '%s': bad size in shape", path, t->name);
+            return md_fail(err, errlen, "%s: tensor '%s': bad size in shape", path, t->name);
         t->shape[i] = (int64_t)s->valuedouble;
         if (__builtin_mul_overflow(numel, (size_t)t->shape[i], &numel))
-            return fail(err, errlen, "%s: tensor '%s': shape too large", path, t->name);
+            return md_fail(err, errlen, "%s: tensor '%s': shape too large", path, t->name);
     }
     if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 || !cJSON_IsNumber(offs->child) ||
         !cJSON_IsNumber(offs->child->next))
-        return fail(err, errlen, "%s: tensor '%s': data_offsets must be [begin, end]", path, t->name);
+        return md_fail(err, errlen, "%s: tensor '%s': data_offsets must be [begin, end]", path, t->name);
     double b = offs->child->valuedouble, en = offs->child->next->valuedouble;
     if (b < 0 || en < b || en > (double)data_size)
-        return fail(err, errlen, "%s: tensor '%s': data_offsets [%.0f, %.0f] outside the %zu data bytes", path,
-                    t->name, b, en, data_size);
+        return md_fail(err, errlen, "%s: tensor '%s': data_offsets [%.0f, %.0f] outside the %zu data bytes", path,
+                       t->name, b, en, data_size);
     t->nbytes = (size_t)en - (size_t)b;
     if (t->nbytes != numel * dtype_sizes[d])
-        return fail(err, errlen, "%s: tensor '%s': %zu bytes for %zu elements of %s", path, t->name, t->nbytes,
-                    numel, dtype_names[d]);
+        return md_fail(err, errlen, "%s: tensor '%s': %zu bytes for %zu elements of %s", path, t->name, t->nbytes,
+                       numel, dtype_names[d]);
     t->data = (const void *)(uintptr_t)b; /* made absolute by the caller */
     return 0;
 }
@@ -104,29 +96,29 @@ int st_open(const char *path, st_file **out, char *err, size_t errlen)
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return md_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         close(fd);
-        return fail(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+        return md_fail(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
     }
     st_file *f = calloc(1, sizeof *f);
     if (!f) {
         close(fd);
-        return fail(err, errlen, "%s: out of memory", path);
+        return md_fail(err, errlen, "%s: out of memory", path);
     }
     f->size = (size_t)sb.st_size;
     if (f->size < 8) {
         close(fd);
         st_close(f);
-        return fail(err, errlen, "%s: not a safetensors file (%zu bytes)", path, (size_t)sb.st_size);
+        return md_fail(err, errlen, "%s: not a safetensors file (%zu bytes)", path, (size_t)sb.st_size);
     }
     f->map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (f->map == MAP_FAILED) {
         f->map = NULL;
         st_close(f);
-        return fail(err, errlen, "%s: cannot map: %s", path, strerror(errno));
+        return md_fail(err, errlen, "%s: cannot map: %s", path, strerror(errno));
     }
     const unsigned char *p = f->map;
     uint64_t hlen = 0;
@@ -134,19 +126,19 @@ int st_open(const char *path, st_file **out, char *err, size_t errlen)
         hlen = (hlen << 8) | p[i];
     if (hlen > f->size - 8) {
         st_close(f);
-        return fail(err, errlen, "%s: header length %llu exceeds the file", path, (unsigned long long)hlen);
+        return md_fail(err, errlen, "%s: header length %llu exceeds the file", path, (unsigned long long)hlen);
     }
     f->header = cJSON_ParseWithLength((const char *)p + 8, (size_t)hlen);
     if (!cJSON_IsObject(f->header)) {
         st_close(f);
-        return fail(err, errlen, "%s: header is not a JSON object", path);
+        return md_fail(err, errlen, "%s: header is not a JSON object", path);
     }
     size_t data_off = 8 + (size_t)hlen, data_size = f->size - data_off;
     int n = cJSON_GetArraySize(f->header);
     f->v = calloc((size_t)n + 1, sizeof *f->v);
     if (!f->v) {
         st_close(f);
-        return fail(err, errlen, "%s: out of memory", path);
+        return md_fail(err, errlen, "%s: out of memory", path);
     }
     const cJSON *e;
     cJSON_ArrayForEach(e, f->header)
@@ -154,7 +146,7 @@ int st_open(const char *path, st_file **out, char *err, size_t errlen)
         if (!strcmp(e->string, "__metadata__"))
             continue;
         if (!cJSON_IsObject(e)) {
-            fail(err, errlen, "%s: entry '%s' is not an object", path, e->string);
+            md_fail(err, errlen, "%s: entry '%s' is not an object", path, e->string);
             st_close(f);
             return -1;
         }
@@ -225,10 +217,10 @@ static int publish(const char *path, const void *const *parts, const size_t *siz
 {
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return fail(err, errlen, "%s: path too long", path);
+        return md_fail(err, errlen, "%s: path too long", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        return md_fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = write_all(fd, parts[i], sizes[i]);
@@ -241,15 +233,15 @@ static int publish(const char *path, const void *const *parts, const size_t *siz
     }
     if (rc != 0) {
         unlink(tmp);
-        return fail(err, errlen, "%s: write failed: %s", tmp, strerror(saved));
+        return md_fail(err, errlen, "%s: write failed: %s", tmp, strerror(saved));
     }
     if (rename(tmp, path) != 0) {
         saved = errno;
         unlink(tmp);
-        return fail(err, errlen, "%s: cannot rename into place: %s", path, strerror(saved));
+        return md_fail(err, errlen, "%s: cannot rename into place: %s", path, strerror(saved));
     }
     if (fsync_dir_of(path) != 0)
-        return fail(err, errlen, "%s: cannot fsync its directory: %s", path, strerror(errno));
+        return md_fail(err, errlen, "%s: cannot fsync its directory: %s", path, strerror(errno));
     return 0;
 }
 
@@ -286,11 +278,11 @@ int st_write(const char *path, const st_tensor *ts, size_t n, const char *const 
         for (int d = 0; d < ts[i].ndim; d++)
             numel *= (size_t)ts[i].shape[d];
         if ((unsigned)ts[i].dtype >= 9 || numel * dtype_sizes[ts[i].dtype] != ts[i].nbytes)
-            return fail(err, errlen, "%s: tensor '%s': size does not match its shape and dtype", path, ts[i].name);
+            return md_fail(err, errlen, "%s: tensor '%s': size does not match its shape and dtype", path, ts[i].name);
     }
     char *json = build_header(ts, n, meta, n_meta);
     if (!json)
-        return fail(err, errlen, "%s: out of memory", path);
+        return md_fail(err, errlen, "%s: out of memory", path);
     size_t jl = strlen(json), padded = (jl + 7) / 8 * 8;
     unsigned char len8[8];
     for (int i = 0; i < 8; i++)
@@ -309,7 +301,7 @@ int st_write(const char *path, const st_tensor *ts, size_t n, const char *const 
             parts[3 + i] = ts[i].data, sizes[3 + i] = ts[i].nbytes;
         rc = publish(path, parts, sizes, np, err, errlen);
     } else {
-        fail(err, errlen, "%s: out of memory", path);
+        md_fail(err, errlen, "%s: out of memory", path);
     }
     free(parts);
     free(sizes);

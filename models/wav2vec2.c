@@ -1,7 +1,6 @@
 /* wav2vec2.h's model half: parameters, forward, input normalisation, freezing and import. */
 #include "models/wav2vec2.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,27 +175,13 @@ static tc_tensor *feature_encoder(const w2v_model *m, tc_tensor *wave)
     return x;
 }
 
-/* [N, T, H] -> [N, heads, T, H / heads] */
-static tc_tensor *split_heads(tc_tensor *x, int64_t heads)
-{
-    int64_t n = tc_size(x, 0), t = tc_size(x, 1), d = tc_size(x, 2) / heads;
-    return tc_permute(tc_reshape(x, (int64_t[]){n, t, heads, d}, 4), (int64_t[]){0, 2, 1, 3}, 4);
-}
-
-/* key_bias [N, 1, 1, T]: 0 for a valid key, float's lowest for padding, added to the scores as
- * HF adds its extended attention mask. */
-static tc_tensor *self_attention(const w2v_layer *l, const w2v_config *c, tc_tensor *x, tc_tensor *key_bias,
+/* key_valid [N, T]: the valid frames, or NULL when none is padding. */
+static tc_tensor *self_attention(const w2v_layer *l, const w2v_config *c, tc_tensor *x, tc_tensor *key_valid,
                                  int training, tc_generator *gen)
 {
-    int64_t n = tc_size(x, 0), t = tc_size(x, 1);
-    double scale = 1.0 / sqrt((double)(c->hidden / c->heads));
-    tc_tensor *q = split_heads(tc_mul_scalar(ml_linear_forward(&l->q, x), scale), c->heads);
-    tc_tensor *k = split_heads(ml_linear_forward(&l->k, x), c->heads);
-    tc_tensor *v = split_heads(ml_linear_forward(&l->v, x), c->heads);
-    tc_tensor *scores = tc_add(tc_matmul(q, tc_transpose(k, -2, -1)), key_bias);
-    tc_tensor *probs = tc_dropout(tc_softmax(scores, -1), c->attention_dropout, training, gen);
-    tc_tensor *ctx = tc_permute(tc_matmul(probs, v), (int64_t[]){0, 2, 1, 3}, 4);
-    return ml_linear_forward(&l->out, tc_reshape(ctx, (int64_t[]){n, t, c->hidden}, 3));
+    tc_tensor *q = ml_linear_forward(&l->q, x), *k = ml_linear_forward(&l->k, x), *v = ml_linear_forward(&l->v, x);
+    tc_tensor *ctx = ml_scaled_dot_product_attention(q, k, v, c->heads, key_valid, c->attention_dropout, training, gen);
+    return ml_linear_forward(&l->out, ctx);
 }
 
 static tc_tensor *feed_forward(const w2v_layer *l, const w2v_config *c, tc_tensor *x, int training,
@@ -207,15 +192,15 @@ static tc_tensor *feed_forward(const w2v_layer *l, const w2v_config *c, tc_tenso
     return tc_dropout(ml_linear_forward(&l->output, h), c->hidden_dropout, training, gen);
 }
 
-static tc_tensor *layer_forward(const w2v_layer *l, const w2v_config *c, tc_tensor *x, tc_tensor *key_bias,
+static tc_tensor *layer_forward(const w2v_layer *l, const w2v_config *c, tc_tensor *x, tc_tensor *key_valid,
                                 int training, tc_generator *gen)
 {
     if (c->stable_layer_norm) {
-        tc_tensor *a = self_attention(l, c, ml_layer_norm_forward(&l->attn_ln, x), key_bias, training, gen);
+        tc_tensor *a = self_attention(l, c, ml_layer_norm_forward(&l->attn_ln, x), key_valid, training, gen);
         x = tc_add(x, tc_dropout(a, c->hidden_dropout, training, gen));
         return tc_add(x, feed_forward(l, c, ml_layer_norm_forward(&l->final_ln, x), training, gen));
     }
-    tc_tensor *a = self_attention(l, c, x, key_bias, training, gen);
+    tc_tensor *a = self_attention(l, c, x, key_valid, training, gen);
     x = ml_layer_norm_forward(&l->attn_ln, tc_add(x, tc_dropout(a, c->hidden_dropout, training, gen)));
     return ml_layer_norm_forward(&l->final_ln, tc_add(x, feed_forward(l, c, x, training, gen)));
 }
@@ -245,13 +230,14 @@ tc_tensor *w2v_forward(const w2v_model *m, tc_tensor *wave, const int64_t *lengt
         x = ml_layer_norm_forward(&m->enc_ln, x);
     x = tc_dropout(x, c->hidden_dropout, training, gen);
 
-    tc_tensor *key_bias = tc_reshape(tc_mul_scalar(tc_add_scalar(valid, -1.0), FLT_MAX), (int64_t[]){n, 1, 1, t}, 4);
+    /* Padded keys get exactly 0 weight, as under HF's float-min additive mask. */
+    tc_tensor *key_valid = lengths ? valid : NULL;
     for (int i = 0; i < c->layers; i++) {
         /* LayerDrop: HF skips a whole layer in training with probability layerdrop. */
         if (training && c->layerdrop > 0 &&
             tc_item(tc_rand_uniform((int64_t[]){1}, 1, 0.0, 1.0, gen)) < c->layerdrop)
             continue;
-        x = layer_forward(&m->layer[i], c, x, key_bias, training, gen);
+        x = layer_forward(&m->layer[i], c, x, key_valid, training, gen);
     }
     if (c->stable_layer_norm)
         x = ml_layer_norm_forward(&m->enc_ln, x);
