@@ -155,6 +155,10 @@ int mf_model_init(mf_model *m, const mf_config *cfg, uint64_t seed)
         rc = m->params.status;
     if (rc == TC_OK && cfg->bert_freeze_layers)
         rc = bert_freeze(&m->bert, &m->params, cfg->bert_freeze_layers);
+    /* An unread pooler would still be decayed by AdamW every step (its gradient is a zero tensor, not
+     * none): it stays as loaded, and is exported as it came. */
+    if (rc == TC_OK && cfg->text_pool != MF_POOL_POOLER)
+        mp_set_trainable(&m->params, "bert.pooler.", 0);
     if (rc == TC_OK && cfg->kind == MF_AUDIO && cfg->audio_frozen)
         rc = w2v_freeze(&m->w2v, &m->params, 1);
     if (rc != TC_OK)
@@ -169,14 +173,17 @@ void mf_model_free(mf_model *m) { mp_params_free(&m->params); }
 int mf_slots(tc_tensor *mask, mf_slot_list *out)
 {
     memset(out, 0, sizeof *out);
+    if (!mask)
+        return TC_EINVAL;
     int64_t n = tc_numel(mask);
     float *host = malloc((size_t)(n > 0 ? n : 1) * sizeof *host);
     out->index = malloc((size_t)(n > 0 ? n : 1) * sizeof *out->index);
-    if (!host || !out->index || tc_copy_to_host(mask, host, (size_t)n * sizeof *host) != TC_OK) {
+    int rc = host && out->index ? tc_copy_to_host(mask, host, (size_t)n * sizeof *host) : TC_ENOMEM;
+    if (rc != TC_OK) {
         free(host);
         free(out->index);
         out->index = NULL;
-        return TC_ENOMEM;
+        return rc;
     }
     for (int64_t i = 0; i < n; i++)
         if (host[i] > 0.5f)

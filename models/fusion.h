@@ -35,7 +35,9 @@
  *   video     "video.*" (models/video_vit.h) on the utterances with frames -> [Hv]; slots without video
  *             get "video_missing" [Hv].
  *   "text_lstm" Ht -> 2*lstm_hidden, "text_attn" self-attention;
- *   "video_lstm" Hv -> 2*lstm_hidden, "video_attn" self-attention;
+ *   "video_lstm" Hv -> 2*lstm_hidden, "video_attn" self-attention (keys: every valid utterance; one
+ *             without frames is attended through video_missing, which says "no face here" rather than
+ *             dropping the position the text and fusion streams keep);
  *   "meta_time" Linear Dm -> meta_time + ReLU, broadcast over the utterances;
  *   "fusion_lstm" [text | video | meta_time] -> 2*lstm_hidden, "fusion_attn" -> last valid position;
  *   "ctx_mlp" MLP Ht -> ctx dims... (ReLU + dropout after each layer);
@@ -45,7 +47,8 @@
  *             meta_out] (padding slots masked); f = f + cross_attn(...);
  *   "head" MLP f -> head dims ... -> classes.
  *
- * Dropout everywhere is cfg.dropout (the encoders keep their own configs' dropouts). */
+ * Dropout everywhere is cfg.dropout (the encoders keep their own configs' dropouts). BERT's pooler is
+ * frozen unless text_pool reads it. */
 #ifndef EMPD_MODELS_FUSION_H
 #define EMPD_MODELS_FUSION_H
 
@@ -65,7 +68,7 @@ typedef struct {
     int64_t classes;
     double dropout;
     bert_config bert;
-    int bert_freeze_layers;        /* embeddings and the first k layers frozen (-1: all of BERT) */
+    int bert_freeze_layers;        /* 0: nothing frozen; k > 0: embeddings and the first k layers; -1: all of BERT */
     mf_text_pool text_pool;
     w2v_config audio;              /* MF_AUDIO */
     int audio_frozen;              /* the seed's: 1 */

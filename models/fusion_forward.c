@@ -147,5 +147,5 @@ tc_tensor *mf_model_forward(mf_model *m, const mf_inputs *in, int training, tc_g
     mf_slots_free(&utt);
     free(lengths);
     /* A failure outside an op (host memory) still has to reach the scope. */
-    return rc == TC_OK ? logits : tc_add(NULL, NULL);
+    return rc == TC_OK ? logits : tc_scope_fail(rc, "fusion model: %s", rc == TC_ENOMEM ? "out of host memory" : tc_last_error());
 }

@@ -61,14 +61,15 @@ int hf_export(const mp_params *ps, const char *prefix, const char *dir, const ch
     }
     if (rc == 0)
         rc = make_dir(dir, err, errlen);
-    if (rc == 0) {
-        snprintf(path, sizeof path, "%s/config.json", dir);
-        rc = st_write_bytes(path, config_json, strlen(config_json), err, errlen);
-    }
+    /* The weights first: a folder with a config.json is a complete one. */
     if (rc == 0) {
         static const char *const meta[] = {"format", "pt"};
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
         rc = st_write(path, ts, n, meta, 1, err, errlen);
+    }
+    if (rc == 0) {
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        rc = st_write_bytes(path, config_json, strlen(config_json), err, errlen);
     }
     free(ts);
     return rc;

@@ -14,8 +14,9 @@
  *   "weights/model.safetensors: tensor 'bert.pooler.dense.weight' has shape [768, 768], the model's
  *    'bert.pooler.dense.weight' is [64, 64]", "...: the model's 'X' is missing from the file",
  *   "...: tensor 'X' matches nothing in the model (N unexpected tensors)".
- * Nothing is copied until the whole file has been checked, so a failed import leaves the model as it
- * was. Returns 0, or -1 with the message in err. */
+ * Nothing is copied until the whole file has been checked, so a file that does not fit leaves the
+ * model as it was; only running out of memory while copying can leave it partly loaded (the caller
+ * then discards the model). Returns 0, or -1 with the message in err. */
 #ifndef EMPD_MODELS_HF_IMPORT_H
 #define EMPD_MODELS_HF_IMPORT_H
 

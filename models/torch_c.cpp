@@ -301,6 +301,21 @@ void tc_scope_clear_error(tc_scope *s) {
     if (s) s->status = TC_OK;
 }
 
+tc_tensor *tc_scope_fail(int code, const char *fmt, ...) {
+    char msg[448];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    tc_scope *s = top();
+    /* The first error of a scope is the one kept, as with a failed op. */
+    if (!s || s->status == TC_OK) {
+        snprintf(last_error, sizeof last_error, "%s", msg);
+        record(s, code == TC_OK ? TC_EINVAL : code);
+    }
+    return nullptr;
+}
+
 tc_tensor *tc_keep(tc_tensor *t) {
     if (!t) return nullptr;
     tc_scope *from = t->owner, *dst = nullptr;
@@ -497,10 +512,15 @@ tc_tensor *tc_pow(tc_tensor *a, double exponent) { TC_OP(at::pow(a->t, exponent)
 static at::Tensor gelu(const at::Tensor &x, tc_gelu_approx approx) {
     if (approx == TC_GELU_TANH)
         return at::gelu(x, "tanh");
-    at::Tensor y = at::gelu(x.contiguous(), "none");
-    if (y.requires_grad())
-        y.register_hook([](const at::Tensor &g) { return g.contiguous(); });
-    return y;
+#if TORCH_VERSION_MAJOR < 2
+    if (x.device().is_cpu()) {
+        at::Tensor y = at::gelu(x.contiguous(), "none");
+        if (y.requires_grad())
+            y.register_hook([](const at::Tensor &g) { return g.contiguous(); });
+        return y;
+    }
+#endif
+    return at::gelu(x, "none");
 }
 tc_tensor *tc_gelu(tc_tensor *a, tc_gelu_approx approx) { TC_OP(gelu(a->t, approx), a); }
 tc_tensor *tc_clamp(tc_tensor *a, double lo, double hi) { TC_OP(at::clamp(a->t, lo, hi), a); }

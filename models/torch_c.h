@@ -73,6 +73,11 @@ void tc_scope_free(tc_scope *s); /* removes s from this thread's stack first if 
 int tc_scope_status(const tc_scope *s);
 /* Clears the error of s so it can be used again (the message stays in tc_last_error()). */
 void tc_scope_clear_error(tc_scope *s);
+/* Fails the chain for a reason of the caller's own (a bad input shape, host memory): records code
+ * (TC_EINVAL when given TC_OK) and the one-line message in the scope on top of this thread's stack, as
+ * a failed op would (a scope that already failed keeps its first error). Returns NULL, so an op-style
+ * function can end with `return tc_scope_fail(...)`. */
+tc_tensor *tc_scope_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Moves t into the parent of its scope (the scope below it on the stack) and returns t; for a
  * scope not on the stack, into the scope on top of the stack. The way results leave a scope.
  * A tensor in the bottom scope has no parent: NULL, and TC_ESTATE is recorded in its scope. */

@@ -187,7 +187,7 @@ tc_tensor *vv_forward_pixels(const vv_model *m, tc_tensor *pixels, int training,
     const vv_config *c = &m->cfg;
     char why[160];
     if (pixels && frames_problem(c, pixels, 0, why, sizeof why))
-        return tc_contiguous(NULL); /* torch_c records TC_EINVAL for a NULL input: our only way to fail an op */
+        return tc_scope_fail(TC_EINVAL, "%s", why);
     int64_t n = tc_size(pixels, 0), np = patches_per_frame(c);
     tc_tensor *x = embed_patches(m, pixels);
     x = tc_add(tc_add(x, m->pos_spatial), tc_reshape(m->pos_temporal, (int64_t[]){c->frames, 1, c->dim}, 3));
@@ -206,8 +206,9 @@ tc_tensor *vv_forward_pixels(const vv_model *m, tc_tensor *pixels, int training,
 
 tc_tensor *vv_forward(const vv_model *m, tc_tensor *frames_u8, int training, tc_generator *gen)
 {
-    if (frames_u8 && vv_check_frames(m, frames_u8, NULL, 0) != TC_OK)
-        return tc_contiguous(NULL);
+    char why[256];
+    if (frames_u8 && vv_check_frames(m, frames_u8, why, sizeof why) != TC_OK)
+        return tc_scope_fail(TC_EINVAL, "%s", why);
     /* Moved while still u8: a quarter of the bytes of the float pixels. */
     tc_tensor *x = tc_to_device(frames_u8, tc_device_of(m->pos_spatial));
     return vv_forward_pixels(m, vv_normalize_frames(x), training, gen);

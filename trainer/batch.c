@@ -38,6 +38,9 @@ tm_inputs tr_batch_inputs(const ds_batch *b)
     return in;
 }
 
+/* The fusion models read the record's metadata slots as they are. */
+_Static_assert(DS_META_N == MF_META_FIELDS, "the fusion models' metadata fields are the records' slots");
+
 mf_inputs tr_batch_fusion_inputs(const ds_batch *b)
 {
     int64_t bu[] = {b->B, b->U}, bul[] = {b->B, b->U, b->L}, bc[] = {b->B, b->C}, bm[] = {b->B, DS_META_N};

@@ -123,6 +123,37 @@ static int fusion_config(mf_config *f, const tr_config *c, const ds_manifest *ma
     return 0;
 }
 
+/* The ways a fusion config can fail to fit, each named by its fields (mf_model_init only says
+ * TC_EINVAL). */
+static int fusion_fits(const mf_config *f, const tr_config *c, char *err, size_t errlen)
+{
+    const char *bert_src = *c->model.bert.config ? c->model.bert.config : "model.max_position";
+    int64_t seq = 2 * f->lstm_hidden;
+    if (f->bert_freeze_layers > f->bert.layers)
+        snprintf(err, errlen, "model.bert.freeze_layers (%d) exceeds the text encoder's %lld layers", f->bert_freeze_layers,
+                 (long long)f->bert.layers);
+    else if (c->model.utt_tokens > f->bert.max_position || c->model.ctx_tokens > f->bert.max_position)
+        snprintf(err, errlen, "model.utt_tokens (%lld) and model.ctx_tokens (%lld) must not exceed the text encoder's %lld positions (%s)",
+                 (long long)c->model.utt_tokens, (long long)c->model.ctx_tokens, (long long)f->bert.max_position, bert_src);
+    else if (f->kind == MF_AUDIO && (f->audio.hidden % f->audio.heads || f->audio.hidden % f->audio.pos_conv_groups))
+        snprintf(err, errlen, "the audio encoder's width (%lld) must divide by its heads (%lld) and positional groups (%lld)",
+                 (long long)f->audio.hidden, (long long)f->audio.heads, (long long)f->audio.pos_conv_groups);
+    else if (f->kind == MF_VIDEO && f->video.dim % f->video.heads)
+        snprintf(err, errlen, "model.video.dim (%lld) must divide by model.video.heads (%lld)", (long long)f->video.dim,
+                 (long long)f->video.heads);
+    else if (seq % f->heads)
+        snprintf(err, errlen, "model.fusion.heads (%lld) must divide 2 x model.fusion.lstm_hidden (%lld)", (long long)f->heads,
+                 (long long)seq);
+    else if (f->kind == MF_VIDEO &&
+             (seq + (f->n_ctx ? f->ctx_dims[f->n_ctx - 1] : f->bert.hidden) + f->meta_out) % f->heads)
+        snprintf(err, errlen, "model.fusion.heads (%lld) must divide the cross-modal width: 2 x lstm_hidden + the last "
+                 "model.fusion.ctx width + model.fusion.meta_out (%lld)", (long long)f->heads,
+                 (long long)(seq + (f->n_ctx ? f->ctx_dims[f->n_ctx - 1] : f->bert.hidden) + f->meta_out));
+    else
+        return 0;
+    return -1;
+}
+
 static int load_weights(tr_model *m, const tr_config *c, char *err, size_t errlen)
 {
     if (*c->model.bert.weights &&
@@ -154,13 +185,12 @@ int tr_model_build(tr_model *m, const tr_config *c, const ds_manifest *man, uint
         return -1;
     }
     mf_config f;
-    if (fusion_config(&f, c, man, err, errlen))
+    if (fusion_config(&f, c, man, err, errlen) || fusion_fits(&f, c, err, errlen))
         return -1;
     int rc = mf_model_init(&m->fusion, &f, seed);
     if (rc != TC_OK) {
         snprintf(err, errlen, "model: cannot build the %s model: %s", m->kind == TR_MODEL_AUDIO ? "audio" : "video",
-                 rc == TC_EINVAL ? "the widths do not fit together (each attention's width must divide by its heads)"
-                                 : tc_last_error());
+                 rc == TC_EINVAL ? "the configuration does not fit together" : tc_last_error());
         return -1;
     }
     if (load_weights(m, c, err, errlen)) {

@@ -63,6 +63,16 @@ static void test_scope_error_chain(void **state) {
     assert_int_equal(tc_scope_status(s), TC_EINVAL);
     assert_int_equal(tc_scope_end(s), TC_EINVAL);
 
+    /* A failure of the caller's own: recorded like an op's, and the first error stays first. */
+    s = tc_scope_begin();
+    assert_null(tc_scope_fail(TC_ENOMEM, "model: %d bytes of host memory", 64));
+    assert_int_equal(tc_scope_status(s), TC_ENOMEM);
+    assert_string_equal(tc_last_error(), "model: 64 bytes of host memory");
+    assert_null(tc_exp(tc_ones(sa, 2, TC_F32, CPU)));
+    assert_null(tc_scope_fail(TC_EINVAL, "later"));
+    assert_string_equal(tc_last_error(), "model: 64 bytes of host memory");
+    assert_int_equal(tc_scope_end(s), TC_ENOMEM);
+
     /* No scope entered at all. */
     assert_null(tc_ones(sa, 2, TC_F32, CPU));
     assert_non_null(strstr(tc_last_error(), "no scope"));

@@ -81,6 +81,36 @@ PY
   diff <(losses "$t/one") <(losses "$t/split") || fail "losses differ after resume"
   echo "$kind: 1 and 2 ranks train, replicas equal, HF names and folders exported and reloaded, resume bit-exact"
   ;;
+frozen)
+  # The seed's freezing (Wav2Vec2 whole, BERT's embeddings and first layer): frozen tensors never move
+  # (nor does the unread pooler), the rest trains, 2 ranks stay replicas, and resume stays bit-exact.
+  frz=(--set model.audio.frozen=1 --set model.bert.freeze_layers=1)
+  run audio 2 "$t/two" 4 "${frz[@]}" --save-all-ranks
+  "$EMPD_PYTHON" "$here/compare.py" "$t/two/model-rank0.safetensors" "$t/two/model-rank1.safetensors" exact
+  run audio 1 "$t/short" 2 "${frz[@]}" --set train.checkpoint_every=0
+  run audio 1 "$t/long" 4 "${frz[@]}" --set train.checkpoint_every=0
+  run audio 1 "$t/short" 4 "${frz[@]}" --set train.checkpoint_every=0 --resume auto
+  "$EMPD_PYTHON" "$here/compare.py" "$t/long/model.safetensors" "$t/short/model.safetensors" exact
+  "$EMPD_PYTHON" - "$t/short/checkpoints/step-00000002/model.safetensors" "$t/long/model.safetensors" <<'PY'
+import json, struct, sys
+import numpy as np
+def load(path):
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    h = json.loads(raw[8:8 + n]); h.pop("__metadata__", None)
+    return {k: np.frombuffer(raw[8 + n + e["data_offsets"][0]:8 + n + e["data_offsets"][1]], "<f4") for k, e in h.items()}
+a, b = load(sys.argv[1]), load(sys.argv[2])
+frozen = lambda k: (k.startswith("wav2vec2.") or k.startswith("bert.embeddings.") or k.startswith("bert.encoder.layer.0.")
+                    or k.startswith("bert.pooler."))
+moved = sorted(k for k in a if frozen(k) and not (a[k] == b[k]).all())
+still = sorted(k for k in a if not frozen(k) and (a[k] == b[k]).all())
+assert not moved, f"frozen tensors changed: {moved[:5]}"
+assert not still, f"trained tensors did not change: {still[:5]}"
+print(f"frozen: {sum(map(frozen, a))} tensors unchanged between steps 2 and 4, {len(a) - sum(map(frozen, a))} trained")
+PY
+  [ ! -e "$t/long/checkpoints/step-00000004/optim.safetensors" ] ||
+    ! grep -q "exp_avg.wav2vec2" "$t/long/checkpoints/step-00000004/optim.safetensors" || fail "frozen tensors have optimizer moments"
+  ;;
 errors)
   # Shards without the medium a model reads: one clear line.
   "$EMPD" shard --data "$WORK/media-corpus" --out "$t/text-only" --media none --quiet
@@ -97,7 +127,11 @@ errors)
   if "$EMPD" train --config "$REPO/configs/tiny-audio.json" --shards "$shards" --out "$t/r" --set model.fusion.heads=5 2>"$t/err"; then
     fail "heads that do not divide the widths were accepted"
   fi
-  grep -q "widths do not fit" "$t/err" || fail "no clear line: $(cat "$t/err")"
+  grep -q "model.fusion.heads (5) must divide 2 x model.fusion.lstm_hidden (64)" "$t/err" || fail "no clear line: $(cat "$t/err")"
+  if "$EMPD" train --config "$REPO/configs/tiny-audio.json" --shards "$shards" --out "$t/r" --set model.bert.freeze_layers=3 2>"$t/err"; then
+    fail "freezing more layers than BERT has was accepted"
+  fi
+  grep -q "model.bert.freeze_layers (3) exceeds the text encoder's 2 layers" "$t/err" || fail "no clear line: $(cat "$t/err")"
   if "$EMPD" train --config "$REPO/configs/tiny-audio.json" --shards "$shards" --out "$t/r" --set model.audio.norm=loud 2>"$t/err"; then
     fail "an unknown audio.norm was accepted"
   fi
