@@ -26,38 +26,50 @@ static const bert_config small = {.vocab_size = 50, .hidden = 16, .layers = 2, .
                                   .max_position = 12, .type_vocab = 2, .layer_norm_eps = 1e-12, .dropout = 0.1,
                                   .init_std = 0.3, .attention_dropout = 0.1};
 
-/* ids, a padding mask (rows: full, padded, a lone [CLS]) and loss weights for hidden and pooled. */
-static void make_inputs(tc_tensor *in[4]) {
-    int64_t ids[N * L];
-    float mask[N * L];
-    static const int valid[N] = {L, 6, 1};
+/* A batch: n rows of len ids, the first valid[i] of row i real, the rest padding. */
+typedef struct {
+    int n, len;
+    const int *valid;
+} bert_batch;
+
+static const int small_valid[N] = {L, 6, 1};
+static const bert_batch small_batch = {N, L, small_valid};
+
+/* ids below cfg's vocab, the padding mask and loss weights for hidden and pooled. */
+static void make_inputs(const bert_config *cfg, const bert_batch *b, tc_tensor *in[4]) {
+    int64_t *ids = malloc((size_t)(b->n * b->len) * sizeof *ids);
+    float *mask = malloc((size_t)(b->n * b->len) * sizeof *mask);
     uint64_t x = 12345;
-    for (int i = 0; i < N * L; i++) {
+    for (int i = 0; i < b->n * b->len; i++) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
-        ids[i] = (int64_t)((x >> 33) % 50);
-        mask[i] = (i % L) < valid[i / L] ? 1.0f : 0.0f;
+        ids[i] = (int64_t)((x >> 33) % (uint64_t)cfg->vocab_size);
+        mask[i] = (i % b->len) < b->valid[i / b->len] ? 1.0f : 0.0f;
     }
     tc_generator *g = tc_generator_new(5, CPU);
-    in[0] = tc_from_data(ids, (const int64_t[]){N, L}, 2, TC_I64);
-    in[1] = tc_from_data(mask, (const int64_t[]){N, L}, 2, TC_F32);
-    in[2] = tc_randn((const int64_t[]){N, L, 16}, 3, 0, 1, g);
-    in[3] = tc_randn((const int64_t[]){N, 16}, 2, 0, 1, g);
+    in[0] = tc_from_data(ids, (const int64_t[]){b->n, b->len}, 2, TC_I64);
+    in[1] = tc_from_data(mask, (const int64_t[]){b->n, b->len}, 2, TC_F32);
+    in[2] = tc_randn((const int64_t[]){b->n, b->len, cfg->hidden}, 3, 0, 1, g);
+    in[3] = tc_randn((const int64_t[]){b->n, cfg->hidden}, 2, 0, 1, g);
     tc_generator_free(g);
+    free(ids);
+    free(mask);
 }
 
-/* Forward and backward of cfg's BERT, then the reference MODE on the same weights and inputs. */
-static void compare(const char *mode, const bert_config *cfg, const char *act, const char *eps, double tol) {
+/* Forward and backward of cfg's BERT on batch b, its parameters moved by N(0, perturb) noise, then
+ * the reference MODE on the same weights and inputs; errors printed under label. */
+static void compare_batch(const char *label, const char *mode, const bert_config *cfg, const char *act,
+                          const char *eps, double tol, const bert_batch *b, double perturb) {
     mp_params ps;
     bert_model m;
-    char label[64];
-    snprintf(label, sizeof label, "%s %s", mode, act);
+    char heads[16];
+    snprintf(heads, sizeof heads, "%lld", (long long)cfg->heads);
     assert_int_equal(mp_params_init(&ps, 2024), TC_OK);
     assert_int_equal(bert_init(&m, &ps, "bert", cfg), TC_OK);
-    tm_perturb(&ps, 77, 0.1);
+    tm_perturb(&ps, 77, perturb);
 
     tc_scope *s = tc_scope_begin();
     tc_tensor *in[4];
-    make_inputs(in);
+    make_inputs(cfg, b, in);
     for (int i = 0; i < ps.n; i++) assert_int_equal(tc_zero_grad(ps.v[i].t), TC_OK);
     tc_tensor *hidden = bert_forward(&m, in[0], in[1], 0, NULL);
     tc_tensor *pooled = bert_pool(&m, hidden);
@@ -66,7 +78,7 @@ static void compare(const char *mode, const bert_config *cfg, const char *act, c
     assert_int_equal(tc_backward(loss), TC_OK);
 
     static const char *const names[] = {"input.ids", "input.mask", "input.w", "input.w_pool"};
-    const char *const meta[] = {"heads", "2", "act", act, "eps", eps};
+    const char *const meta[] = {"heads", heads, "act", act, "eps", eps};
     tm_ref r;
     tm_ref_run(&r, "ref_models.py", mode, &ps, names, in, 4, meta, 3);
     tm_check(label, hidden, &r, "hidden", tol);
@@ -77,6 +89,12 @@ static void compare(const char *mode, const bert_config *cfg, const char *act, c
     tm_ref_close(&r);
     assert_int_equal(tc_scope_end(s), TC_OK);
     mp_params_free(&ps);
+}
+
+static void compare(const char *mode, const bert_config *cfg, const char *act, const char *eps, double tol) {
+    char label[64];
+    snprintf(label, sizeof label, "%s %s", mode, act);
+    compare_batch(label, mode, cfg, act, eps, tol, &small_batch, 0.1);
 }
 
 static void test_bert_vs_torch(void **state) {
@@ -231,6 +249,24 @@ static void test_bert_config_from_hf(void **state) {
     tf_remove_tree(dir);
 }
 
+/* ---- bert-base ------------------------------------------------------------------------- */
+
+/* bert-base-uncased's architecture, read from its config.json, against torch.nn on two short
+ * sequences, one padded. The noise is the checkpoint's own init scale, so twelve layers see
+ * activations like a real model's. */
+static void test_bert_base_vs_nn(void **state) {
+    (void)state;
+    char dir[64], err[512];
+    bert_config c;
+    assert_int_equal(tf_make_temp_dir(dir, "test_bert_base"), 0);
+    assert_int_equal(parse(dir, bert_base_json, &c, err, sizeof err), 0);
+    tf_remove_tree(dir);
+    assert_config_equal(&c, &bert_base);
+    static const int valid[] = {8, 5};
+    const bert_batch b = {2, 8, valid};
+    compare_batch("bert-nn base", "bert-nn", &c, "gelu", "1e-12", NN_TOL, &b, 0.02);
+}
+
 /* ---- freezing --------------------------------------------------------------------------- */
 
 static int is_frozen_part(const char *name, const char *prefix, int k) {
@@ -254,7 +290,7 @@ static void test_bert_freeze_layers(void **state) {
 
     tc_scope *s = tc_scope_begin();
     tc_tensor *in[4];
-    make_inputs(in);
+    make_inputs(&small, &small_batch, in);
     tc_tensor *hidden = bert_forward(&m, in[0], in[1], 1, NULL);
     tc_tensor *loss = tc_add(tc_sum_all(tc_mul(hidden, in[2])), tc_sum_all(tc_mul(bert_pool(&m, hidden), in[3])));
     assert_int_equal(tc_backward(loss), TC_OK);
@@ -298,6 +334,7 @@ int tm_bert_tests(void) {
         cmocka_unit_test(test_bert_vs_torch),        cmocka_unit_test(test_bert_vs_nn_gelu),
         cmocka_unit_test(test_bert_vs_nn_gelu_new),  cmocka_unit_test(test_bert_vs_nn_relu),
         cmocka_unit_test(test_bert_config_from_hf),  cmocka_unit_test(test_bert_freeze_layers),
+        cmocka_unit_test(test_bert_base_vs_nn),
     };
     return cmocka_run_group_tests_name("bert", tests, NULL, NULL);
 }

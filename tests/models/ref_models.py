@@ -28,6 +28,8 @@ tensor in data order, "T NAME DTYPE NDIM DIM... HEX" (HEX: the raw bytes, "-" wh
 """
 import json
 import math
+import mmap
+import os
 import struct
 import sys
 
@@ -38,15 +40,18 @@ NP = {"F32": "<f4", "F64": "<f8", "BF16": "<u2", "F16": "<f2", "I64": "<i8", "I3
 
 
 def st_load(path):
-    """(metadata, [(name, dtype, shape, array)] in data order), checking what the spec requires."""
-    raw = open(path, "rb").read()
+    """(metadata, [(name, dtype, shape, array)] in data order), checking what the spec requires. The
+    arrays are writable copy-on-write views of the file mapped into memory, so a base-size model's
+    file is neither read nor copied as a whole."""
+    with open(path, "rb") as f:
+        raw = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if os.fstat(f.fileno()).st_size else b""
     if len(raw) < 8:
         raise ValueError("file shorter than its length prefix")
     (n,) = struct.unpack("<Q", raw[:8])
     if 8 + n > len(raw):
         raise ValueError("header length beyond the file")
     header = json.loads(raw[8:8 + n].decode("utf-8"))
-    data = raw[8 + n:]
+    data = memoryview(raw)[8 + n:]
     meta = header.pop("__metadata__", {}) or {}
     out, end = [], 0
     for name, e in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"]):
@@ -57,21 +62,30 @@ def st_load(path):
         if int(np.prod(e["shape"], dtype=np.int64)) * dt.itemsize != en - b:
             raise ValueError(f"{name}: size does not match shape and dtype")
         out.append((name, e["dtype"], list(e["shape"]),
-                    np.frombuffer(data[b:en], dtype=dt).reshape(e["shape"])))
+                    np.frombuffer(data, dtype=dt, count=(en - b) // dt.itemsize, offset=b).reshape(e["shape"])))
         end = en
     if end != len(data):
         raise ValueError("data section has bytes no tensor owns")
     return meta, out
 
 
+def st_load_torch(path):
+    """(metadata, {name: torch tensor}) sharing st_load's arrays; one the file leaves misaligned for
+    its dtype is copied first."""
+    import torch
+
+    meta, tensors = st_load(path)
+    return meta, {name: torch.from_numpy(a if a.flags.aligned else a.copy()) for name, _, _, a in tensors}
+
+
 def st_save(path, tensors, meta=None, reverse_header=False):
-    """tensors: [(name, dtype, array)] written in this data order."""
-    header, blobs, off = {}, [], 0
+    """tensors: [(name, dtype, array)] written in this data order, each straight from its array."""
+    header, arrays, off = {}, [], 0
     for name, dtype, a in tensors:
-        raw = np.ascontiguousarray(a, dtype=np.dtype(NP[dtype])).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
+        c = np.ascontiguousarray(a, dtype=np.dtype(NP[dtype]))
+        header[name] = {"dtype": dtype, "shape": list(np.shape(a)), "data_offsets": [off, off + c.nbytes]}
+        arrays.append(c)
+        off += c.nbytes
     items = list(header.items())
     if reverse_header:
         items.reverse()
@@ -80,7 +94,9 @@ def st_save(path, tensors, meta=None, reverse_header=False):
     text = json.dumps(dict(items)).encode()
     text += b" " * (-len(text) % 8)
     with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+        f.write(struct.pack("<Q", len(text)) + text)
+        for c in arrays:
+            f.write(c.data)
 
 
 def describe(meta, tensors):
@@ -113,8 +129,7 @@ def bert_reference(src, dst):
     import torch
     import torch.nn.functional as F
 
-    meta, tensors = st_load(src)
-    t = {name: torch.from_numpy(a.copy()) for name, _, _, a in tensors}
+    meta, t = st_load_torch(src)
     ids, mask, w, w_pool = t.pop("input.ids"), t.pop("input.mask"), t.pop("input.w"), t.pop("input.w_pool")
     p = {k: v.requires_grad_(True) for k, v in t.items()}
     heads = int(meta["heads"])
@@ -158,8 +173,7 @@ def bert_nn_reference(src, dst):
     import torch.nn as nn
     import torch.nn.functional as F
 
-    meta, tensors = st_load(src)
-    t = {name: torch.from_numpy(a.copy()) for name, _, _, a in tensors}
+    meta, t = st_load_torch(src)
     ids, mask, w, w_pool = t.pop("input.ids"), t.pop("input.mask"), t.pop("input.w"), t.pop("input.w_pool")
     heads, eps = int(meta["heads"]), float(meta["eps"])
     act = {"gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"), "relu": F.relu}[meta["act"]]
@@ -169,14 +183,16 @@ def bert_nn_reference(src, dst):
     while f"bert.encoder.layer.{layers}.attention.self.query.weight" in t:
         layers += 1
 
-    word = nn.Embedding(vocab, hidden)
-    position = nn.Embedding(t["bert.embeddings.position_embeddings.weight"].shape[0], hidden)
-    token_type = nn.Embedding(t["bert.embeddings.token_type_embeddings.weight"].shape[0], hidden)
-    emb_ln = nn.LayerNorm(hidden, eps=eps)
-    encoder = [nn.TransformerEncoderLayer(hidden, heads, dim_feedforward=inter, dropout=0.0, activation=act,
-                                          layer_norm_eps=eps, batch_first=True, norm_first=False)
+    # Every parameter is overwritten below: skip_init spares a base-size model's random initialisation.
+    new = nn.utils.skip_init
+    word = new(nn.Embedding, vocab, hidden)
+    position = new(nn.Embedding, t["bert.embeddings.position_embeddings.weight"].shape[0], hidden)
+    token_type = new(nn.Embedding, t["bert.embeddings.token_type_embeddings.weight"].shape[0], hidden)
+    emb_ln = new(nn.LayerNorm, hidden, eps=eps)
+    encoder = [new(nn.TransformerEncoderLayer, hidden, heads, dim_feedforward=inter, dropout=0.0, activation=act,
+                   layer_norm_eps=eps, batch_first=True, norm_first=False)
                for _ in range(layers)]
-    pooler = nn.Linear(hidden, hidden)
+    pooler = new(nn.Linear, hidden, hidden)
     # Our name -> (module parameter, rows of it): q/k/v are thirds of in_proj.
     where = {"bert.embeddings.word_embeddings.weight": (word.weight, None),
              "bert.embeddings.position_embeddings.weight": (position.weight, None),

@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from ref_models import st_load, st_save
+from ref_models import st_load, st_load_torch, st_save
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -37,8 +37,7 @@ def model_reference(src, dst, divided):
     import torch.nn as nn
     import torch.nn.functional as F
 
-    meta, tensors = st_load(src)
-    t = {name: torch.from_numpy(a.copy()) for name, _, _, a in tensors}
+    meta, t = st_load_torch(src)
     frames, w = t.pop("input.frames"), t.pop("input.w")
     prefix, heads, eps = meta["prefix"] + ".", int(meta["heads"]), float(meta["eps"])
     state = {k[len(prefix):]: v for k, v in t.items()}

@@ -3,20 +3,26 @@
 
   ref_wav2vec2.py nn IN OUT          HF Wav2Vec2Model's forward (eval) assembled from torch.nn modules
   ref_wav2vec2.py torchaudio IN OUT  torchaudio.models.wav2vec2_model, torchaudio's own implementation
+  ref_wav2vec2.py torchaudio-base IN OUT
+                                     torchaudio.models.wav2vec2_base(), torchaudio's wav2vec2-base as
+                                     it builds it (no config: the architecture is torchaudio's own)
   ref_wav2vec2.py norm IN OUT        the input normalisations in numpy, HF's frame-count formula
 
 IN is a safetensors file: the encoder's parameters under "wav2vec2." (HF names), input.wave [N, S],
-input.lengths i64 [N] (valid samples), and for nn/torchaudio the loss weights input.w [N, T, H] and
-input.w_pool [N, H]; metadata "config" is the HF config.json text the model was built from.
+input.lengths i64 [N] (valid samples), and for the three models the loss weights input.w [N, T, H] and
+input.w_pool [N, H]; metadata "config" (nn and torchaudio) is the HF config.json text the model was
+built from.
 
-nn and torchaudio load the parameters by name into their modules (nn.MultiheadAttention gets q, k, v
+The models load the parameters by name into their modules (nn.MultiheadAttention gets q, k, v
 concatenated as in_proj_weight; the positional conv is torch.nn.utils.weight_norm(dim=2) with weight_g
 and weight_v loaded), run the padded batch with its lengths, and write
   hidden [N, T, H], valid f32 [N, T], hidden_valid (hidden * valid), pooled [N, H] (mean over valid
   frames), frames i64 [N], and
   grad.<param> of loss = sum(pooled * w_pool) + sum(hidden * valid * w).
-Both run in float64 and write float32: libtorch 1.13's float32 GELU backward on the CPU is wrong when
-the gradient's strides differ from the input's (a transpose after the activation, as both models have).
+libtorch 1.13's oneDNN float32 GELU backward on the CPU is wrong when the gradient's strides differ from
+the input's (a transpose after the activation, as every model here has), so nn and torchaudio run in float64
+and torchaudio-base runs in float32 with oneDNN off (float64 would double a base model's time); all write
+float32.
 norm writes norm.zero_mean and norm.peak [N, S] for the wave (int16 waves are scaled by 1/32768 first)
 and frames.base i64: HF's _get_feat_extract_output_lengths of input.frame_lengths (i64) for wav2vec2-base's
 convs, clamped at 0.
@@ -32,15 +38,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ref_models import st_load, st_save  # noqa: E402
+from ref_models import st_load, st_load_torch, st_save  # noqa: E402
 
 ACT = {"gelu": F.gelu, "relu": F.relu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"), "tanh": torch.tanh}
 
 
 def load(src):
-    meta, tensors = st_load(src)
-    t = {name: torch.from_numpy(a.copy()) for name, _, _, a in tensors}
-    cfg = json.loads(meta["config"])
+    meta, t = st_load_torch(src)
+    cfg = json.loads(meta["config"]) if "config" in meta else None
     inputs = {k[len("input."):]: t.pop(k) for k in list(t) if k.startswith("input.")}
     params = {k[len("wav2vec2."):]: v for k, v in t.items()}
     return cfg, inputs, params
@@ -191,6 +196,26 @@ def nn_reference(src, dst):
     finish(dst, hidden, valid, frames, inputs, model.grads)
 
 
+def torchaudio_name(name):
+    """HF name -> torchaudio's (the map torchaudio's own import_huggingface_model applies)."""
+    if name.startswith("feature_projection."):
+        return "encoder." + name
+    if name.startswith("encoder."):
+        return "encoder.transformer." + name[len("encoder."):]
+    return name
+
+
+def torchaudio_run(model, inputs, params, dst, dtype):
+    """Loads our parameters into torchaudio's model (strictly: every name on both sides) and runs it in
+    dtype."""
+    model.load_state_dict({torchaudio_name(k): v for k, v in params.items()}, strict=True)
+    model.to(dtype).eval()
+    hidden, frames = model(inputs["wave"].to(dtype), inputs["lengths"])
+    valid = torch.arange(hidden.shape[1])[None] < frames[:, None]
+    named = dict(model.named_parameters())
+    finish(dst, hidden, valid, frames, inputs, lambda: {k: named[torchaudio_name(k)].grad for k in params})
+
+
 def torchaudio_reference(src, dst):
     import torchaudio
 
@@ -213,21 +238,18 @@ def torchaudio_reference(src, dst):
         encoder_layer_drop=0.0,
         aux_num_out=None,
     )
+    torchaudio_run(model, inputs, params, dst, torch.float64)
 
-    def theirs(name):
-        """HF name -> torchaudio's (the map torchaudio's own import_huggingface_model applies)."""
-        if name.startswith("feature_projection."):
-            return "encoder." + name
-        if name.startswith("encoder."):
-            return "encoder.transformer." + name[len("encoder."):]
-        return name
 
-    model.load_state_dict({theirs(k): v for k, v in params.items()}, strict=True)
-    model.double().eval()
-    hidden, frames = model(inputs["wave"].double(), inputs["lengths"])
-    valid = torch.arange(hidden.shape[1])[None] < frames[:, None]
-    named = dict(model.named_parameters())
-    finish(dst, hidden, valid, frames, inputs, lambda: {k: named[theirs(k)].grad for k in params})
+def torchaudio_base_reference(src, dst):
+    import torchaudio
+
+    _, inputs, params = load(src)
+    model = torchaudio.models.wav2vec2_base(encoder_projection_dropout=0.0, encoder_attention_dropout=0.0,
+                                            encoder_ff_interm_dropout=0.0, encoder_dropout=0.0,
+                                            encoder_layer_drop=0.0)
+    torch.backends.mkldnn.enabled = False
+    torchaudio_run(model, inputs, params, dst, torch.float32)
 
 
 def hf_zero_mean_unit_var_norm(input_values, attention_mask):
@@ -261,9 +283,10 @@ def norm_reference(src, dst):
 
 
 def main():
-    modes = {"nn": nn_reference, "torchaudio": torchaudio_reference, "norm": norm_reference}
+    modes = {"nn": nn_reference, "torchaudio": torchaudio_reference, "torchaudio-base": torchaudio_base_reference,
+             "norm": norm_reference}
     if len(sys.argv) != 4 or sys.argv[1] not in modes:
-        sys.exit("usage: ref_wav2vec2.py nn|torchaudio|norm IN OUT")
+        sys.exit("usage: ref_wav2vec2.py nn|torchaudio|torchaudio-base|norm IN OUT")
     modes[sys.argv[1]](sys.argv[2], sys.argv[3])
 
 

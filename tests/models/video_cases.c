@@ -46,22 +46,27 @@ static tc_tensor *make_frames(int64_t n, int64_t f, int64_t h, int64_t w, uint64
     return t;
 }
 
-static void check_against_torch(vv_attention attention, const char *mode, int params_per_layer)
+/* cfg's encoder on n clips, its parameters moved by N(0, perturb) noise, against the reference MODE
+ * on the same weights and frames: the pooled output and every gradient, errors printed under label. */
+static void compare_config(const char *label, const vv_config *cfg, const char *mode, int params_per_layer,
+                           int64_t n, double perturb)
 {
-    const vv_config cfg = small_config(attention);
     mp_params ps;
     vv_model m;
-    make_model(&ps, &m, &cfg, 2025);
-    assert_int_equal(ps.n, 6 + params_per_layer * cfg.layers);
+    char heads[16], eps[32];
+    snprintf(heads, sizeof heads, "%lld", (long long)cfg->heads);
+    snprintf(eps, sizeof eps, "%.17g", cfg->ln_eps);
+    make_model(&ps, &m, cfg, 2025);
+    assert_int_equal(ps.n, 6 + params_per_layer * cfg->layers);
     assert_string_equal(ps.v[0].name, "video.patch_embed.weight");
     assert_non_null(mp_find(&ps, "video.layers.1.self_attn.out_proj.weight"));
     assert_string_equal(ps.v[ps.n - 1].name, "video.norm.bias");
-    tm_perturb(&ps, 91, 0.05);
+    tm_perturb(&ps, 91, perturb);
 
     tc_scope *s = tc_scope_begin();
     tc_generator *g = tc_generator_new(3, CPU);
-    tc_tensor *in[] = {make_frames(N, cfg.frames, cfg.image, cfg.image, 17),
-                       tc_randn((const int64_t[]){N, cfg.dim}, 2, 0, 1, g)};
+    tc_tensor *in[] = {make_frames(n, cfg->frames, cfg->image, cfg->image, 17),
+                       tc_randn((const int64_t[]){n, cfg->dim}, 2, 0, 1, g)};
     tc_generator_free(g);
     for (int i = 0; i < ps.n; i++) assert_int_equal(tc_zero_grad(ps.v[i].t), TC_OK);
     tc_tensor *out = vv_forward(&m, in[0], 0, NULL);
@@ -69,14 +74,20 @@ static void check_against_torch(vv_attention attention, const char *mode, int pa
     assert_int_equal(tc_backward(tc_sum_all(tc_mul(out, in[1]))), TC_OK);
 
     static const char *const names[] = {"input.frames", "input.w"};
-    static const char *const meta[] = {"prefix", "video", "heads", "4", "eps", "1e-5"};
+    const char *const meta[] = {"prefix", "video", "heads", heads, "eps", eps};
     tm_ref r;
     tm_ref_run(&r, "ref_video.py", mode, &ps, names, in, 2, meta, 3);
-    tm_check(mode, out, &r, "out", VIDEO_TOL);
-    tm_check_grads(mode, &ps, &r, VIDEO_TOL, NULL);
+    tm_check(label, out, &r, "out", VIDEO_TOL);
+    tm_check_grads(label, &ps, &r, VIDEO_TOL, NULL);
     tm_ref_close(&r);
     assert_int_equal(tc_scope_end(s), TC_OK);
     mp_params_free(&ps);
+}
+
+static void check_against_torch(vv_attention attention, const char *mode, int params_per_layer)
+{
+    const vv_config cfg = small_config(attention);
+    compare_config(mode, &cfg, mode, params_per_layer, N, 0.05);
 }
 
 static void test_video_joint_vs_torch(void **state)
@@ -89,6 +100,15 @@ static void test_video_divided_vs_torch(void **state)
 {
     (void)state;
     check_against_torch(VV_ATTN_DIVIDED, "divided", 18);
+}
+
+/* The seed's encoder at its real size (392 tokens in one joint attention) on one clip. The noise
+ * is about the layers' own init scale. */
+static void test_video_seed_vs_torch(void **state)
+{
+    (void)state;
+    const vv_config cfg = vv_config_seed();
+    compare_config("joint seed", &cfg, "joint", 12, 1, 0.02);
 }
 
 static void test_video_normalize_vs_numpy(void **state)
@@ -216,6 +236,7 @@ int tm_video_tests(void)
         cmocka_unit_test(test_video_joint_vs_torch),    cmocka_unit_test(test_video_divided_vs_torch),
         cmocka_unit_test(test_video_normalize_vs_numpy), cmocka_unit_test(test_video_rejects_bad_frames),
         cmocka_unit_test(test_video_dropout),           cmocka_unit_test(test_video_seed_config),
+        cmocka_unit_test(test_video_seed_vs_torch),
     };
     return cmocka_run_group_tests_name("video", tests, NULL, NULL);
 }

@@ -57,28 +57,39 @@ static void make_model(const char *json, uint64_t seed, w2v_config *c, mp_params
     assert_int_equal(w2v_init(m, ps, "wav2vec2", c), TC_OK);
 }
 
-/* Forward and backward of loss = sum(pooled * w_pool) + sum(hidden * valid * w) on a padded batch,
- * then the same in the reference MODE; outputs on valid frames, pooled, frame counts, gradients. */
-static void compare_with(const char *mode, const char *json, int check_padded) {
-    w2v_config c;
+/* A padded batch: n waves of s samples, the first lengths[i] of row i real. */
+typedef struct {
+    int n;
+    int64_t s;
+    const int64_t *lengths;
+} w2v_batch;
+
+static const w2v_batch tiny_batch = {N, S, lengths};
+
+/* Forward and backward of loss = sum(pooled * w_pool) + sum(hidden * valid * w) on batch b with c's
+ * model, its parameters moved by N(0, perturb) noise, then the same in the reference MODE (given
+ * json as its config when not NULL); outputs on valid frames, pooled, frame counts, gradients. */
+static void compare_model(const char *mode, const w2v_config *c, const char *json, const w2v_batch *b,
+                          double perturb, int check_padded) {
     mp_params ps;
     w2v_model m;
-    make_model(json, 11, &c, &ps, &m);
-    tm_perturb(&ps, 12, 0.1);
+    assert_int_equal(mp_params_init(&ps, 11), TC_OK);
+    assert_int_equal(w2v_init(&m, &ps, "wav2vec2", c), TC_OK);
+    tm_perturb(&ps, 12, perturb);
 
     tc_scope *s = tc_scope_begin();
     tc_generator *g = tc_generator_new(13, CPU);
-    int64_t t = w2v_frames(&c, S);
+    int64_t t = w2v_frames(c, b->s);
     tc_tensor *in[] = {
-        tc_randn((const int64_t[]){N, S}, 2, 0, 1, g),
-        tc_from_data(lengths, (const int64_t[]){N}, 1, TC_I64),
-        tc_randn((const int64_t[]){N, t, c.hidden}, 3, 0, 1, g),
-        tc_randn((const int64_t[]){N, c.hidden}, 2, 0, 1, g),
+        tc_randn((const int64_t[]){b->n, b->s}, 2, 0, 1, g),
+        tc_from_data(b->lengths, (const int64_t[]){b->n}, 1, TC_I64),
+        tc_randn((const int64_t[]){b->n, t, c->hidden}, 3, 0, 1, g),
+        tc_randn((const int64_t[]){b->n, c->hidden}, 2, 0, 1, g),
     };
     tc_generator_free(g);
     for (int i = 0; i < ps.n; i++) assert_int_equal(tc_zero_grad(ps.v[i].t), TC_OK);
     tc_tensor *valid = NULL;
-    tc_tensor *hidden = w2v_forward(&m, in[0], lengths, 0, NULL, &valid);
+    tc_tensor *hidden = w2v_forward(&m, in[0], b->lengths, 0, NULL, &valid);
     tc_tensor *pooled = w2v_pool(hidden, valid);
     tc_tensor *hidden_valid = tc_mul(hidden, tc_unsqueeze(valid, 2));
     tc_tensor *loss = tc_add(tc_sum_all(tc_mul(pooled, in[3])), tc_sum_all(tc_mul(hidden_valid, in[2])));
@@ -89,10 +100,11 @@ static void compare_with(const char *mode, const char *json, int check_padded) {
     static const char *const names[] = {"input.wave", "input.lengths", "input.w", "input.w_pool"};
     const char *meta[] = {"config", json};
     tm_ref r;
-    tm_ref_run(&r, "ref_wav2vec2.py", mode, &ps, names, in, 4, meta, 1);
+    tm_ref_run(&r, "ref_wav2vec2.py", mode, &ps, names, in, 4, meta, json ? 1 : 0);
     const st_tensor *frames = st_find(r.out, "frames");
     assert_non_null(frames);
-    for (int i = 0; i < N; i++) assert_int_equal(((const int64_t *)frames->data)[i], w2v_frames(&c, lengths[i]));
+    for (int i = 0; i < b->n; i++)
+        assert_int_equal(((const int64_t *)frames->data)[i], w2v_frames(c, b->lengths[i]));
     tm_check(mode, valid, &r, "valid", 0);
     tm_check(mode, hidden_valid, &r, "hidden_valid", W2V_TOL);
     if (check_padded) tm_check(mode, hidden, &r, "hidden", W2V_TOL);
@@ -103,6 +115,12 @@ static void compare_with(const char *mode, const char *json, int check_padded) {
     tm_ref_close(&r);
     assert_int_equal(tc_scope_end(s), TC_OK);
     mp_params_free(&ps);
+}
+
+static void compare_with(const char *mode, const char *json, int check_padded) {
+    w2v_config c;
+    parse_config(json, &c);
+    compare_model(mode, &c, json, &tiny_batch, 0.1, check_padded);
 }
 
 static void test_w2v_vs_torch_nn(void **state) {
@@ -116,6 +134,17 @@ static void test_w2v_vs_torchaudio(void **state) {
     (void)state;
     compare_with("torchaudio", tiny_json, 1);
     compare_with("torchaudio", stable_json, 1);
+}
+
+/* wav2vec2-base's architecture against torchaudio.models.wav2vec2_base() itself, on 0.2 s and
+ * 0.125 s of audio in one padded batch. The noise is about the layers' own init scale, so twelve
+ * layers see activations like a real model's. */
+static void test_w2v_base_vs_torchaudio(void **state) {
+    (void)state;
+    static const int64_t base_lengths[] = {3200, 2000};
+    const w2v_batch b = {2, 3200, base_lengths};
+    const w2v_config c = w2v_config_base();
+    compare_model("torchaudio-base", &c, NULL, &b, 0.02, 1);
 }
 
 static void test_w2v_names_and_shapes(void **state) {
@@ -477,6 +506,7 @@ int tm_wav2vec2_tests(void) {
         cmocka_unit_test(test_w2v_normalize_and_frames),
         cmocka_unit_test(test_w2v_vs_torch_nn),
         cmocka_unit_test(test_w2v_vs_torchaudio),
+        cmocka_unit_test(test_w2v_base_vs_torchaudio),
         cmocka_unit_test(test_w2v_import),
         cmocka_unit_test(test_w2v_training_and_freezing),
     };
