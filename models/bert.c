@@ -165,13 +165,14 @@ tc_tensor *bert_forward(const bert_model *m, tc_tensor *ids, tc_tensor *mask, in
     /* A padded key's weight comes out exactly 0, as under HF's additive -10000 mask. */
     for (int i = 0; i < c->layers; i++) {
         const bert_layer *l = &m->layer[i];
+        tc_scope *s = tc_scope_begin();
         tc_tensor *q = ml_linear_forward(&l->q, x), *k = ml_linear_forward(&l->k, x), *v = ml_linear_forward(&l->v, x);
         tc_tensor *a = ml_scaled_dot_product_attention(q, k, v, c->heads, mask, c->attention_dropout, training, gen);
         a = tc_dropout(ml_linear_forward(&l->attn_out, a), c->dropout, training, gen);
         x = ml_layer_norm_forward(&l->attn_ln, tc_add(x, a));
         tc_tensor *h = ml_act_forward(act_ml[c->hidden_act], ml_linear_forward(&l->inter, x));
         h = tc_dropout(ml_linear_forward(&l->out, h), c->dropout, training, gen);
-        x = ml_layer_norm_forward(&l->out_ln, tc_add(x, h));
+        x = ml_scope_end_keep(s, ml_layer_norm_forward(&l->out_ln, tc_add(x, h)));
     }
     return x;
 }

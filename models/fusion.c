@@ -229,8 +229,32 @@ tc_tensor *mf_meta_features(const mf_model *m, tc_tensor *meta)
     return tc_cat(parts, n, 1);
 }
 
+/* The longest row of a prefix mask [N, L] (at least 1); L when it cannot be read. */
+static int64_t longest_row(tc_tensor *mask)
+{
+    int64_t n = tc_size(mask, 0), l = tc_size(mask, 1), best = 1;
+    float *len = malloc((size_t)(n > 0 ? n : 1) * sizeof *len);
+    if (!len || tc_copy_to_host(tc_sum(mask, 1, 0), len, (size_t)n * sizeof *len) != TC_OK) {
+        free(len);
+        return l;
+    }
+    for (int64_t i = 0; i < n; i++)
+        if ((int64_t)len[i] > best)
+            best = (int64_t)len[i];
+    free(len);
+    return best < l ? best : l;
+}
+
 tc_tensor *mf_text_features(const mf_model *m, tc_tensor *ids, tc_tensor *mask, int training, tc_generator *gen)
 {
+    /* Rows are padded to the batch's token budget; the encoder reads only up to the longest real row.
+     * Padding is masked out of every attention, so the features are the same, at a fraction of the
+     * cost when utterances are shorter than the budget (most are). */
+    int64_t keep = longest_row(mask);
+    if (keep < tc_size(ids, 1)) {
+        ids = tc_narrow(ids, 1, 0, keep);
+        mask = tc_narrow(mask, 1, 0, keep);
+    }
     tc_tensor *hidden = bert_forward(&m->bert, ids, mask, training, gen);
     switch (m->cfg.text_pool) {
     case MF_POOL_POOLER: return bert_pool(&m->bert, hidden);

@@ -14,7 +14,8 @@ static tc_tensor *utterance_text(const mf_model *m, const mf_inputs *in, const m
     if (utt->n) {
         tc_tensor *ids = tc_index_select(tc_reshape(in->utt_tokens, (int64_t[]){b * u, l}, 2), 0, idx);
         tc_tensor *mask = tc_index_select(tc_reshape(in->utt_mask, (int64_t[]){b * u, l}, 2), 0, idx);
-        feats = mf_text_features(m, ids, mask, training, gen);
+        tc_scope *sc = tc_scope_begin();
+        feats = ml_scope_end_keep(sc, mf_text_features(m, ids, mask, training, gen));
     }
     tc_tensor *flat = utt->n ? mf_scatter_slots(utt, idx, feats, NULL, ht)
                              : tc_zeros((int64_t[]){b * u, ht}, 2, TC_F32, tc_device_of(in->utt_mask));
@@ -42,12 +43,14 @@ static tc_tensor *utterance_audio(mf_model *m, const mf_inputs *in, int training
         }
         for (int64_t i = 0; i < slots.n; i++)
             lengths[i] = all[slots.index[i]] < s ? all[slots.index[i]] : s;
+        int frozen = c->audio_frozen, was = frozen ? tc_grad_enabled_set(0) : 0;
+        /* The waveforms' copies and the encoder's scratch die with this scope. */
+        tc_scope *sc = tc_scope_begin();
         tc_tensor *wave = tc_index_select(tc_reshape(in->audio, (int64_t[]){b * u, s}, 2), 0, idx);
         wave = w2v_normalize(wave, lengths, c->audio_norm);
-        int frozen = c->audio_frozen, was = frozen ? tc_grad_enabled_set(0) : 0;
         tc_tensor *frame_valid = NULL;
         tc_tensor *hidden = w2v_forward(&m->w2v, wave, lengths, training && !frozen, gen, &frame_valid);
-        tc_tensor *pooled = w2v_pool(hidden, frame_valid);
+        tc_tensor *pooled = ml_scope_end_keep(sc, w2v_pool(hidden, frame_valid));
         if (frozen)
             tc_grad_enabled_set(was);
         feats = ml_mlp_forward(&m->audio_mlp, pooled, training, gen);
@@ -69,8 +72,10 @@ static tc_tensor *utterance_video(mf_model *m, const mf_inputs *in, int training
     tc_tensor *idx = mf_slot_index(&slots, tc_device_of(in->frames)), *feats = NULL;
     if (slots.n) {
         int64_t shape[5] = {b * u, tc_size(in->frames, 2), tc_size(in->frames, 3), tc_size(in->frames, 4), 3};
+        /* The clips' copy and the encoder's scratch die with this scope. */
+        tc_scope *sc = tc_scope_begin();
         tc_tensor *clips = tc_index_select(tc_reshape(in->frames, shape, 5), 0, idx);
-        feats = vv_forward(&m->video, clips, training, gen);
+        feats = ml_scope_end_keep(sc, vv_forward(&m->video, clips, training, gen));
     }
     tc_tensor *flat = mf_scatter_slots(&slots, idx, feats, m->missing, hv);
     mf_slots_free(&slots);

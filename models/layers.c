@@ -318,6 +318,16 @@ tc_tensor *ml_attn_pool_forward(const ml_attn_pool *p, tc_tensor *x, tc_tensor *
     return tc_sum(tc_mul(x, tc_unsqueeze(w, 2)), 1, 0);
 }
 
+/* ---- Scopes per layer ---- */
+
+tc_tensor *ml_scope_end_keep(tc_scope *s, tc_tensor *y)
+{
+    if (y && tc_scope_status(s) == TC_OK)
+        y = tc_keep(y);
+    int rc = tc_scope_end(s);
+    return rc == TC_OK ? y : tc_scope_fail(rc, "%s", tc_last_error());
+}
+
 /* ---- Masks ---- */
 
 tc_tensor *ml_masked_mean(tc_tensor *x, tc_tensor *valid)

@@ -165,6 +165,12 @@ int ml_attn_pool_init(ml_attn_pool *p, mp_params *ps, const char *prefix, int64_
 /* x [B, T, E], valid f32 [B, T] -> [B, E]. A row with no valid position pools to zeros. */
 tc_tensor *ml_attn_pool_forward(const ml_attn_pool *p, tc_tensor *x, tc_tensor *valid);
 
+/* ---- Scopes per layer ----------------------------------------------------------------------- */
+/* Ends s, a scope the caller began around one layer, keeping y in the scope below; the layer's other
+ * temporaries die at once (autograd keeps what backward needs), so a deep model's forward holds one
+ * layer's scratch at a time. An error of s moves to the scope below. Returns y, or NULL on error. */
+tc_tensor *ml_scope_end_keep(tc_scope *s, tc_tensor *y);
+
 /* ---- Helpers on masks ----------------------------------------------------------------------- */
 /* Mean of x [B, T, E] over the positions where valid [B, T] is 1 -> [B, E] (zeros for none). */
 tc_tensor *ml_masked_mean(tc_tensor *x, tc_tensor *valid);

@@ -115,33 +115,63 @@ int vv_check_frames(const vv_model *m, const tc_tensor *frames, char *err, size_
     return TC_EINVAL;
 }
 
+/* (x / 255 - mean) / std as one multiply and one add per channel: scale [3] and shift [3] on dev. */
+static void imagenet_affine(tc_device dev, tc_tensor **scale, tc_tensor **shift)
+{
+    static const double mean[3] = {0.485, 0.456, 0.406}, std[3] = {0.229, 0.224, 0.225};
+    float s[3], t[3];
+    for (int i = 0; i < 3; i++) {
+        s[i] = (float)(1.0 / (255.0 * std[i]));
+        t[i] = (float)(-mean[i] / std[i]);
+    }
+    *scale = tc_to_device(tc_from_data(s, (int64_t[]){3}, 1, TC_F32), dev);
+    *shift = tc_to_device(tc_from_data(t, (int64_t[]){3}, 1, TC_F32), dev);
+}
+
 tc_tensor *vv_normalize_frames(tc_tensor *frames_u8)
 {
-    /* (x / 255 - mean) / std folded into one multiply and one add per element. */
-    static const double mean[3] = {0.485, 0.456, 0.406}, std[3] = {0.229, 0.224, 0.225};
-    float scale[3], shift[3];
-    for (int i = 0; i < 3; i++) {
-        scale[i] = (float)(1.0 / (255.0 * std[i]));
-        shift[i] = (float)(-mean[i] / std[i]);
-    }
-    tc_device dev = tc_device_of(frames_u8);
-    tc_tensor *s = tc_to_device(tc_from_data(scale, (int64_t[]){3}, 1, TC_F32), dev);
-    tc_tensor *t = tc_to_device(tc_from_data(shift, (int64_t[]){3}, 1, TC_F32), dev);
+    tc_tensor *s, *t;
+    imagenet_affine(tc_device_of(frames_u8), &s, &t);
     return tc_add(tc_mul(tc_to_dtype(frames_u8, TC_F32), s), t);
 }
 
-/* Conv2d(3, dim, patch, stride patch) over channel-last pixels as one matrix product: each patch's
- * pixels in (row, column, channel) order against the kernel permuted to the same order. One copy
- * of the pixels, and a GEMM instead of a convolution. [N, F, H, W, 3] -> [N, F, P, dim]. */
-static tc_tensor *embed_patches(const vv_model *m, tc_tensor *pixels)
+/* Each patch's pixels in (row, column, channel) order, one copy in x's dtype: [N, F, H, W, 3] ->
+ * [N, F, P, patch * patch * 3]. */
+static tc_tensor *patch_rows(const vv_config *c, tc_tensor *x)
+{
+    int64_t n = tc_size(x, 0), f = c->frames, g = c->image / c->patch, k = c->patch;
+    x = tc_reshape(x, (int64_t[]){n, f, g, k, g, k, 3}, 7);
+    return tc_reshape(tc_permute(x, (int64_t[]){0, 1, 2, 4, 3, 5, 6}, 7), (int64_t[]){n, f, g * g, k * k * 3}, 4);
+}
+
+/* The patch kernel permuted to the rows' order: [dim, patch * patch, 3]. */
+static tc_tensor *patch_kernel(const vv_model *m)
 {
     const vv_config *c = &m->cfg;
-    int64_t n = tc_size(pixels, 0), f = c->frames, g = c->image / c->patch, k = c->patch;
-    tc_tensor *x = tc_reshape(pixels, (int64_t[]){n, f, g, k, g, k, 3}, 7);
-    x = tc_reshape(tc_permute(x, (int64_t[]){0, 1, 2, 4, 3, 5, 6}, 7), (int64_t[]){n, f, g * g, k * k * 3}, 4);
     tc_tensor *w = tc_permute(m->patch_embed.w, (int64_t[]){0, 2, 3, 1}, 4);
-    w = tc_reshape(w, (int64_t[]){c->dim, k * k * 3}, 2);
-    return tc_linear(x, w, m->patch_embed.b);
+    return tc_reshape(w, (int64_t[]){c->dim, c->patch * c->patch, 3}, 3);
+}
+
+/* Conv2d(3, dim, patch, stride patch) over channel-last pixels as one matrix product of the patch rows
+ * with the permuted kernel: a GEMM instead of a convolution. [N, F, H, W, 3] -> [N, F, P, dim]. */
+static tc_tensor *embed_patches(const vv_model *m, tc_tensor *pixels)
+{
+    int64_t dim = m->cfg.dim, rows = m->cfg.patch * m->cfg.patch * 3;
+    return tc_linear(patch_rows(&m->cfg, pixels), tc_reshape(patch_kernel(m), (int64_t[]){dim, rows}, 2),
+                     m->patch_embed.b);
+}
+
+/* The same from the frames' bytes, with the ImageNet normalisation folded into the kernel and bias
+ * (w.(s x + t) + b = (w s).x + (w.t + b)): the patches are gathered as bytes and converted once, so no
+ * normalised copy of the frames is ever made (a quarter of the memory traffic). */
+static tc_tensor *embed_patches_u8(const vv_model *m, tc_tensor *frames_u8)
+{
+    int64_t dim = m->cfg.dim, rows = m->cfg.patch * m->cfg.patch * 3;
+    tc_tensor *s, *t, *w = patch_kernel(m);
+    imagenet_affine(tc_device_of(m->pos_spatial), &s, &t);
+    tc_tensor *b = tc_add(m->patch_embed.b, tc_sum(tc_sum(tc_mul(w, t), 2, 0), 1, 0));
+    tc_tensor *x = tc_to_dtype(patch_rows(&m->cfg, frames_u8), TC_F32);
+    return tc_linear(x, tc_reshape(tc_mul(w, s), (int64_t[]){dim, rows}, 2), b);
 }
 
 /* x + dropout(attn(norm(x))) over the sequences of x [B, L, dim]. */
@@ -182,26 +212,35 @@ static tc_tensor *divided_block(const vv_block *b, tc_tensor *x, double p, int t
     return tc_reshape(x, (int64_t[]){n, f, np, d}, 4);
 }
 
-tc_tensor *vv_forward_pixels(const vv_model *m, tc_tensor *pixels, int training, tc_generator *gen)
+/* Position embeddings, dropout, the blocks, the final norm and the mean over tokens [N, F, P, dim] -> [N, dim]. */
+static tc_tensor *encode(const vv_model *m, tc_tensor *x, int training, tc_generator *gen)
 {
     const vv_config *c = &m->cfg;
-    char why[160];
-    if (pixels && frames_problem(c, pixels, 0, why, sizeof why))
-        return tc_scope_fail(TC_EINVAL, "%s", why);
-    int64_t n = tc_size(pixels, 0), np = patches_per_frame(c);
-    tc_tensor *x = embed_patches(m, pixels);
+    int64_t n = tc_size(x, 0), np = patches_per_frame(c);
     x = tc_add(tc_add(x, m->pos_spatial), tc_reshape(m->pos_temporal, (int64_t[]){c->frames, 1, c->dim}, 3));
     x = tc_dropout(x, c->dropout, training, gen);
     if (c->attention == VV_ATTN_JOINT) {
         x = tc_reshape(x, (int64_t[]){n, c->frames * np, c->dim}, 3);
-        for (int i = 0; i < c->layers; i++)
-            x = joint_block(&m->block[i], x, c->dropout, training, gen);
+        for (int i = 0; i < c->layers; i++) {
+            tc_scope *s = tc_scope_begin();
+            x = ml_scope_end_keep(s, joint_block(&m->block[i], x, c->dropout, training, gen));
+        }
     } else {
-        for (int i = 0; i < c->layers; i++)
-            x = divided_block(&m->block[i], x, c->dropout, training, gen);
+        for (int i = 0; i < c->layers; i++) {
+            tc_scope *s = tc_scope_begin();
+            x = ml_scope_end_keep(s, divided_block(&m->block[i], x, c->dropout, training, gen));
+        }
         x = tc_reshape(x, (int64_t[]){n, c->frames * np, c->dim}, 3);
     }
     return tc_mean(ml_layer_norm_forward(&m->norm, x), 1, 0);
+}
+
+tc_tensor *vv_forward_pixels(const vv_model *m, tc_tensor *pixels, int training, tc_generator *gen)
+{
+    char why[160];
+    if (pixels && frames_problem(&m->cfg, pixels, 0, why, sizeof why))
+        return tc_scope_fail(TC_EINVAL, "%s", why);
+    return encode(m, embed_patches(m, pixels), training, gen);
 }
 
 tc_tensor *vv_forward(const vv_model *m, tc_tensor *frames_u8, int training, tc_generator *gen)
@@ -211,5 +250,5 @@ tc_tensor *vv_forward(const vv_model *m, tc_tensor *frames_u8, int training, tc_
         return tc_scope_fail(TC_EINVAL, "%s", why);
     /* Moved while still u8: a quarter of the bytes of the float pixels. */
     tc_tensor *x = tc_to_device(frames_u8, tc_device_of(m->pos_spatial));
-    return vv_forward_pixels(m, vv_normalize_frames(x), training, gen);
+    return encode(m, embed_patches_u8(m, x), training, gen);
 }

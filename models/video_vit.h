@@ -79,8 +79,10 @@ int vv_check_frames(const vv_model *m, const tc_tensor *frames, char *err, size_
 tc_tensor *vv_normalize_frames(tc_tensor *frames_u8);
 
 /* frames u8 [N, F, H, W, 3] (any device: moved to the parameters' device before anything else) ->
- * [N, dim]. Frames of the wrong shape (see vv_check_frames) record TC_EINVAL in the current scope
- * and give NULL; vv_check_frames gives the message. Dropout only when training, drawn from gen. */
+ * [N, dim]: vv_forward_pixels of vv_normalize_frames(frames), with the normalisation folded into the
+ * patch embedding so that no float copy of the frames is made. Frames of the wrong shape (see
+ * vv_check_frames) record TC_EINVAL and its one-line message in the current scope and give NULL.
+ * Dropout only when training, drawn from gen. */
 tc_tensor *vv_forward(const vv_model *m, tc_tensor *frames_u8, int training, tc_generator *gen);
 
 /* The same from already normalised f32 pixels [N, F, H, W, 3] on the parameters' device. */

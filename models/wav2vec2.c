@@ -237,7 +237,8 @@ tc_tensor *w2v_forward(const w2v_model *m, tc_tensor *wave, const int64_t *lengt
         if (training && c->layerdrop > 0 &&
             tc_item(tc_rand_uniform((int64_t[]){1}, 1, 0.0, 1.0, gen)) < c->layerdrop)
             continue;
-        x = layer_forward(&m->layer[i], c, x, key_valid, training, gen);
+        tc_scope *s = tc_scope_begin();
+        x = ml_scope_end_keep(s, layer_forward(&m->layer[i], c, x, key_valid, training, gen));
     }
     if (c->stable_layer_norm)
         x = ml_layer_norm_forward(&m->enc_ln, x);

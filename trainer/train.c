@@ -3,6 +3,7 @@
  * global batch, and averages gradients with one all-reduce per step; rank 0 logs, and writes
  * checkpoints that hold every rank's state. */
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -448,6 +449,11 @@ int cmd_train(int argc, char **argv)
         free_args(sets, owned, n_owned);
         return 2;
     }
+    /* Freed tensors stay in the heap for the next step's: glibc otherwise maps every block above its mmap
+     * threshold afresh and unmaps it on free, and the kernel zeroes each page again on first touch (half
+     * the step of the tiny video model; tests/bench/model_step measures it). */
+    mallopt(M_MMAP_MAX, 0);
+    mallopt(M_TRIM_THRESHOLD, -1);
     if (comm_init(NULL, NULL, &r.g, r.err, sizeof r.err)) {
         fprintf(stderr, "empd train: %s\n", r.err);
         free_args(sets, owned, n_owned);

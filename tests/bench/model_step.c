@@ -4,9 +4,11 @@
  *              [--keep-heap 0|1]
  *
  * tiny: the widths of configs/tiny-audio.json / tiny-video.json with the trainer's defaults for what
- * they leave out (B 8, U 10 slots, 32 tokens per utterance, 48 of context); base: mf_config_seed
- * (bert-base with 6 layers frozen, the frozen wav2vec2-base / the seed's video transformer) on a
- * short batch (B 2, U 3, 32 and 64 tokens). Both read 1 s of audio or 8 frames of 224x224 per slot.
+ * they leave out (B 8, U 10 slots, 32 tokens per utterance, 48 of context, each row filled to between
+ * half and all of its budget); base: mf_config_seed (bert-base with 6 layers frozen, the frozen
+ * wav2vec2-base / the seed's video transformer) on the seed's token budgets (128 per utterance, 256 of
+ * context) holding sentences of a dialogue's length (8 to 48 tokens per utterance, 16 to 64 of context),
+ * B 2, U 3. Both read 1 s of audio or 8 frames of 224x224 per slot.
  *
  * A step is what the trainer does: zero the trainable gradients, forward in training mode (dropout),
  * cross-entropy, backward, AdamW on the trainable parameters. One warm-up step, then N timed ones.
@@ -52,6 +54,7 @@ typedef struct {
 
 typedef struct {
     int64_t B, U, L, C, S, F, side;
+    int64_t len_lo, len_hi, ctx_lo, ctx_hi; /* real tokens per utterance and of the context */
     int64_t *tokens, *role, *ctx, *meta, *audio_len, *labels;
     float *mask, *valid, *ctx_mask, *audio_valid, *video_valid;
     int16_t *audio;
@@ -214,8 +217,8 @@ static void *alloc(int64_t n, size_t size)
     return p;
 }
 
-/* Sample b has U - (draw % (U/2 + 1)) valid slots (sample 0 all of them), each utterance at least half
- * of L tokens, the context at least half of C; a quarter of the valid slots have no audio or video.
+/* Sample b has U - (draw % (U/2 + 1)) valid slots (sample 0 all of them), each utterance len_lo..len_hi
+ * real tokens, the context ctx_lo..ctx_hi; a quarter of the valid slots have no audio or video.
  * Waveforms run at least half of S samples; some metadata ids lie outside their tables. */
 static void batch_fill(host_batch *h, const mf_config *c, uint64_t seed)
 {
@@ -235,7 +238,7 @@ static void batch_fill(host_batch *h, const mf_config *c, uint64_t seed)
     for (int64_t b = 0; b < B; b++) {
         int64_t k = b ? U - (int64_t)(draw(&x) % (uint32_t)(U / 2 + 1)) : U;
         for (int64_t u = 0; u < U; u++) {
-            int64_t i = b * U + u, len = L / 2 + (int64_t)(draw(&x) % (uint32_t)(L - L / 2 + 1));
+            int64_t i = b * U + u, len = h->len_lo + (int64_t)(draw(&x) % (uint32_t)(h->len_hi - h->len_lo + 1));
             int valid = u < k, medium = valid && (u == 0 || draw(&x) % 4 != 0);
             h->valid[i] = (float)valid;
             h->role[i] = valid ? (u == k - 1 ? 2 : u % 2) : 0;
@@ -253,7 +256,7 @@ static void batch_fill(host_batch *h, const mf_config *c, uint64_t seed)
                     h->frames[i * clip + p] = (uint8_t)(draw(&x) >> 8);
             }
         }
-        int64_t ctx_len = C / 2 + (int64_t)(draw(&x) % (uint32_t)(C - C / 2 + 1));
+        int64_t ctx_len = h->ctx_lo + (int64_t)(draw(&x) % (uint32_t)(h->ctx_hi - h->ctx_lo + 1));
         for (int64_t t = 0; t < C; t++) {
             h->ctx[b * C + t] = 1 + (int64_t)(draw(&x) % (uint32_t)(vocab - 1));
             h->ctx_mask[b * C + t] = (float)(t < ctx_len);
@@ -524,7 +527,7 @@ int main(int argc, char **argv)
     options o = parse(argc, argv);
     /* Freed tensors stay in the heap for the next step's: glibc otherwise maps every block above its
      * mmap threshold afresh and unmaps it on free, and the kernel zeroes each page again on first
-     * touch (half the step of the tiny video model). What trainer/main.c should do too. */
+     * touch (half the step of the tiny video model). empd train does the same. */
     if (o.keep_heap && (!mallopt(M_MMAP_MAX, 0) || !mallopt(M_TRIM_THRESHOLD, -1)))
         die("mallopt", "refused");
     if (tc_set_num_threads((int)o.threads) != TC_OK)
@@ -533,8 +536,10 @@ int main(int argc, char **argv)
     mf_model m;
     if (mf_model_init(&m, &cfg, SEED) != TC_OK)
         die("model", tc_last_error());
-    host_batch h = {.B = o.batch, .U = o.utts, .L = 32, .C = o.base ? 64 : 48, .S = 16000,
+    host_batch h = {.B = o.batch, .U = o.utts, .L = o.base ? 128 : 32, .C = o.base ? 256 : 48, .S = 16000,
                     .F = cfg.video.frames, .side = cfg.video.image};
+    h.len_lo = o.base ? 8 : h.L / 2, h.len_hi = o.base ? 48 : h.L;
+    h.ctx_lo = o.base ? 16 : h.C / 2, h.ctx_hi = o.base ? 64 : h.C;
     batch_fill(&h, &cfg, SEED + 1);
 
     tc_scope *s = tc_scope_begin();
