@@ -2,7 +2,8 @@
  *
  * Functions that read or write files (safetensors, HF import, config.json) return 0 or -1 and leave
  * one line in a caller-given buffer, naming the file and the record at fault; md_fail is that
- * line's formatter, so every such function can end in `return md_fail(err, errlen, ...)`. */
+ * line's formatter, so every such function can end in `return md_fail(err, errlen, ...)`. The trainer's
+ * readers (config, checkpoints, run folders) report the same way with it. */
 #ifndef EMPD_MODELS_ERRORS_H
 #define EMPD_MODELS_ERRORS_H
 

@@ -12,7 +12,7 @@
 
 #include "dataset/crc32.h"
 #include "models/safetensors.h"
-#include "trainer/error.h"
+#include "models/errors.h"
 
 static int fsync_path(const char *path, int flags)
 {
@@ -30,13 +30,13 @@ int tr_write_file_atomic(const char *path, const void *data, size_t len, char *e
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
     if (!f)
-        return tr_fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        return md_fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
     int ok = fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
     int saved = errno;
     ok = (fclose(f) == 0) && ok;
     if (!ok || rename(tmp, path) != 0) {
         unlink(tmp);
-        return tr_fail(err, errlen, "%s: write failed: %s", path, strerror(ok ? errno : saved));
+        return md_fail(err, errlen, "%s: write failed: %s", path, strerror(ok ? errno : saved));
     }
     char dir[4200];
     snprintf(dir, sizeof dir, "%s", path);
@@ -44,7 +44,7 @@ int tr_write_file_atomic(const char *path, const void *data, size_t len, char *e
     if (slash)
         *slash = 0;
     if (fsync_path(slash ? dir : ".", O_RDONLY | O_DIRECTORY) != 0)
-        return tr_fail(err, errlen, "%s: cannot fsync its directory: %s", path, strerror(errno));
+        return md_fail(err, errlen, "%s: cannot fsync its directory: %s", path, strerror(errno));
     return 0;
 }
 
@@ -87,10 +87,10 @@ static int write_tensors(const char *path, tc_tensor *const *ts, const char *con
 {
     st_tensor *v = calloc((size_t)n + 1, sizeof *v);
     void **owned = calloc((size_t)n + 1, sizeof *owned);
-    int rc = (!v || !owned) ? tr_fail(err, errlen, "%s: out of memory", path) : 0;
+    int rc = (!v || !owned) ? md_fail(err, errlen, "%s: out of memory", path) : 0;
     for (int i = 0; rc == 0 && i < n; i++)
         if (describe(ts[i], names[i], &v[i], &owned[i]) != 0)
-            rc = tr_fail(err, errlen, "%s: cannot read tensor '%s': %s", path, names[i], tc_last_error());
+            rc = md_fail(err, errlen, "%s: cannot read tensor '%s': %s", path, names[i], tc_last_error());
     if (rc == 0)
         rc = st_write(path, v, (size_t)n, NULL, 0, err, errlen);
     for (int i = 0; owned && i < n; i++)
@@ -105,7 +105,7 @@ static int crc_file(const char *path, uint32_t *crc, int64_t *bytes, char *err, 
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return tr_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return md_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     static unsigned char buf[1 << 16];
     size_t got;
     *crc = 0;
@@ -116,7 +116,7 @@ static int crc_file(const char *path, uint32_t *crc, int64_t *bytes, char *err, 
     }
     int bad = ferror(f);
     fclose(f);
-    return bad ? tr_fail(err, errlen, "%s: read error", path) : 0;
+    return bad ? md_fail(err, errlen, "%s: read error", path) : 0;
 }
 
 static const char *const tensor_files[2] = {"model.safetensors", "optim.safetensors"};
@@ -317,7 +317,7 @@ int tr_ckpt_save(const char *run_dir, const tr_ckpt_state *st, const mp_params *
     char ckdir[4096], final[4200], tmp[4210], p[4300];
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", run_dir);
     if (mkdir(ckdir, 0755) != 0 && errno != EEXIST)
-        return tr_fail(err, errlen, "%s: cannot create: %s", ckdir, strerror(errno));
+        return md_fail(err, errlen, "%s: cannot create: %s", ckdir, strerror(errno));
     char **old;
     int n_old = list_checkpoints(ckdir, &old, 1);
     free_names(old, n_old > 0 ? n_old : 0);
@@ -326,10 +326,10 @@ int tr_ckpt_save(const char *run_dir, const tr_ckpt_state *st, const mp_params *
     snprintf(tmp, sizeof tmp, "%s.tmp", final);
     remove_dir(tmp);
     if (mkdir(tmp, 0755) != 0)
-        return tr_fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        return md_fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
 
     tensor_list model = {0}, moments = {0};
-    int rc = list_model(&model, ps) || list_moments(&moments, ps, o) ? tr_fail(err, errlen, "checkpoint: out of memory") : 0;
+    int rc = list_model(&model, ps) || list_moments(&moments, ps, o) ? md_fail(err, errlen, "checkpoint: out of memory") : 0;
     snprintf(p, sizeof p, "%s/model.safetensors", tmp);
     if (rc == 0)
         rc = write_tensors(p, model.ts, model.names, model.n, err, errlen);
@@ -348,13 +348,13 @@ int tr_ckpt_save(const char *run_dir, const tr_ckpt_state *st, const mp_params *
         char *text = state_json(st, sums, config_json);
         snprintf(p, sizeof p, "%s/state.json", tmp);
         rc = text ? tr_write_file_atomic(p, text, strlen(text), err, errlen)
-                  : tr_fail(err, errlen, "checkpoint: out of memory");
+                  : md_fail(err, errlen, "checkpoint: out of memory");
         free(text);
     }
     if (rc == 0) {
         remove_dir(final);
         if (rename(tmp, final) != 0 || fsync_path(ckdir, O_RDONLY | O_DIRECTORY) != 0)
-            rc = tr_fail(err, errlen, "%s: cannot publish: %s", final, strerror(errno));
+            rc = md_fail(err, errlen, "%s: cannot publish: %s", final, strerror(errno));
     }
     if (rc != 0) {
         remove_dir(tmp);
@@ -382,7 +382,7 @@ int tr_ckpt_find_latest(const char *run_dir, char *out, size_t outlen, char *err
     char **names;
     int n = list_checkpoints(ckdir, &names, 0);
     if (n < 0)
-        return tr_fail(err, errlen, "%s: cannot list: %s", ckdir, strerror(errno));
+        return md_fail(err, errlen, "%s: cannot list: %s", ckdir, strerror(errno));
     if (n > 0)
         snprintf(out, outlen, "%s/%s", ckdir, names[n - 1]);
     free_names(names, n);
@@ -394,12 +394,12 @@ static int load_tensor(const st_file *f, const char *path, const char *name, tc_
 {
     const st_tensor *t = st_find(f, name);
     if (!t)
-        return tr_fail(err, errlen, "%s: tensor '%s' is missing", path, name);
+        return md_fail(err, errlen, "%s: tensor '%s' is missing", path, name);
     int ok = t->dtype == st_of(tc_dtype_of(dst)) && t->ndim == tc_ndim(dst);
     for (int d = 0; ok && d < t->ndim; d++)
         ok = t->shape[d] == tc_size(dst, d);
     if (!ok)
-        return tr_fail(err, errlen, "%s: tensor '%s' has another shape or dtype than the model's", path, name);
+        return md_fail(err, errlen, "%s: tensor '%s' has another shape or dtype than the model's", path, name);
     tc_scope *s = tc_scope_begin();
     tc_tensor *src = tc_from_blob((void *)(uintptr_t)t->data, t->shape, t->ndim, tc_dtype_of(dst));
     int grad_was = tc_grad_enabled_set(0);
@@ -407,7 +407,7 @@ static int load_tensor(const st_file *f, const char *path, const char *name, tc_
     tc_grad_enabled_set(grad_was);
     int end = tc_scope_end(s);
     if (rc != TC_OK || end != TC_OK)
-        return tr_fail(err, errlen, "%s: cannot load tensor '%s': %s", path, name, tc_last_error());
+        return md_fail(err, errlen, "%s: cannot load tensor '%s': %s", path, name, tc_last_error());
     return 0;
 }
 
@@ -426,7 +426,7 @@ static int load_file(const char *path, int n, const char *const *names, tc_tenso
         for (int i = 0; !known && i < n; i++)
             known = !strcmp(st_at(f, k)->name, names[i]);
         if (!known)
-            rc = tr_fail(err, errlen, "%s: tensor '%s' is not part of the model", path, st_at(f, k)->name);
+            rc = md_fail(err, errlen, "%s: tensor '%s' is not part of the model", path, st_at(f, k)->name);
     }
     st_close(f);
     return rc;
@@ -503,17 +503,17 @@ static int parse_state(const char *path, tr_ckpt_state *st, file_sum sums[2], ch
     size_t len;
     char *text = read_text(path, &len);
     if (!text)
-        return tr_fail(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        return md_fail(err, errlen, "%s: cannot read: %s", path, strerror(errno));
     cJSON *j = cJSON_ParseWithLength(text, len);
     free(text);
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
-        return tr_fail(err, errlen, "%s: malformed JSON", path);
+        return md_fail(err, errlen, "%s: malformed JSON", path);
     }
     const char *bad = state_problem(j);
     if (bad) {
         cJSON_Delete(j);
-        return tr_fail(err, errlen, "%s: field '%s' is missing or malformed", path, bad);
+        return md_fail(err, errlen, "%s: field '%s' is missing or malformed", path, bad);
     }
     const cJSON *sam = cJSON_GetObjectItem(j, "sampler"), *data = cJSON_GetObjectItem(j, "data");
     const cJSON *rng = cJSON_GetObjectItem(j, "rng");
@@ -535,10 +535,10 @@ static int parse_state(const char *path, tr_ckpt_state *st, file_sum sums[2], ch
     st->best_step = (int64_t)cJSON_GetObjectItem(j, "best_step")->valuedouble;
     st->n_rng = cJSON_GetArraySize(rng);
     st->rng_hex = calloc((size_t)st->n_rng + 1, sizeof *st->rng_hex);
-    int rc = st->rng_hex ? 0 : tr_fail(err, errlen, "%s: out of memory", path);
+    int rc = st->rng_hex ? 0 : md_fail(err, errlen, "%s: out of memory", path);
     for (int i = 0; rc == 0 && i < st->n_rng; i++)
         if (!(st->rng_hex[i] = strdup(cJSON_GetArrayItem(rng, i)->valuestring)))
-            rc = tr_fail(err, errlen, "%s: out of memory", path);
+            rc = md_fail(err, errlen, "%s: out of memory", path);
     cJSON_Delete(j);
     if (rc)
         tr_ckpt_state_free(st);
@@ -555,7 +555,7 @@ static int verify_files(const char *dir, const file_sum sums[2], char *err, size
         if (crc_file(p, &got.crc, &got.bytes, err, errlen))
             return -1;
         if (got.bytes != sums[i].bytes || got.crc != sums[i].crc)
-            return tr_fail(err, errlen, "%s: damaged (%lld bytes, crc32 %08x; state.json says %lld bytes, crc32 %08x); "
+            return md_fail(err, errlen, "%s: damaged (%lld bytes, crc32 %08x; state.json says %lld bytes, crc32 %08x); "
                         "remove its checkpoint folder to resume from an older one", p, (long long)got.bytes,
                         (unsigned)got.crc, (long long)sums[i].bytes, (unsigned)sums[i].crc);
     }
@@ -576,15 +576,15 @@ int tr_ckpt_load(const char *dir, const char *model_hash, tr_ckpt_state *st, mp_
     base = base ? base + 1 : dir;
     long long named = -1;
     if (sscanf(base, "step-%lld", &named) == 1 && named != st->step)
-        rc = tr_fail(err, errlen, "%s: step %lld disagrees with its folder %s", p, (long long)st->step, base);
+        rc = md_fail(err, errlen, "%s: step %lld disagrees with its folder %s", p, (long long)st->step, base);
     if (rc == 0 && model_hash && strcmp(model_hash, st->model_hash))
-        rc = tr_fail(err, errlen, "%s was trained with another model configuration (model hash %s, this config's %s)", dir,
+        rc = md_fail(err, errlen, "%s was trained with another model configuration (model hash %s, this config's %s)", dir,
                   st->model_hash, model_hash);
     if (rc == 0)
         rc = verify_files(dir, sums, err, errlen);
     tensor_list model = {0}, moments = {0};
     if (rc == 0 && (list_model(&model, ps) || list_moments(&moments, ps, o)))
-        rc = tr_fail(err, errlen, "checkpoint: out of memory");
+        rc = md_fail(err, errlen, "checkpoint: out of memory");
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     if (rc == 0)
         rc = load_file(p, model.n, model.names, model.ts, err, errlen);

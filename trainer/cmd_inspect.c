@@ -11,7 +11,7 @@
 #include "dataset/shard.h"
 #include "dataset/wordpiece.h"
 #include "trainer/commands.h"
-#include "trainer/error.h"
+#include "models/errors.h"
 #include "trainer/paths.h"
 
 static void usage(FILE *f)
@@ -88,10 +88,10 @@ static void print_record(const ds_manifest *m, const ds_record *r, const wp_voca
 static int write_media(const ds_record *r, const char *out, char *err, size_t errlen)
 {
     if (mkdir(out, 0755) != 0 && errno != EEXIST)
-        return tr_fail(err, errlen, "%s: cannot create: %s", out, strerror(errno));
+        return md_fail(err, errlen, "%s: cannot create: %s", out, strerror(errno));
     ds_jpeg *j = NULL;
     uint8_t *rgb = r->has_video ? malloc((size_t)r->frame_w * r->frame_h * 3) : NULL;
-    int rc = r->has_video && !rgb ? tr_fail(err, errlen, "out of memory") : 0;
+    int rc = r->has_video && !rgb ? md_fail(err, errlen, "out of memory") : 0;
     if (!rc && r->has_video && r->frame_format == DS_FRAME_JPEG)
         rc = ds_jpeg_open(&j, err, errlen);
     char path[4400];
@@ -169,9 +169,9 @@ int cmd_inspect(int argc, char **argv)
     int rc = ds_manifest_read(path, &m, err, sizeof err);
     const ds_manifest_split *sp = rc ? NULL : ds_manifest_find_split(&m, split);
     if (!rc && !sp)
-        rc = tr_fail(err, sizeof err, "%s: no split '%s'", path, split);
+        rc = md_fail(err, sizeof err, "%s: no split '%s'", path, split);
     if (!rc && (size_t)sample >= sp->count)
-        rc = tr_fail(err, sizeof err, "%s: split %s has %zu samples, no sample %lld", path, split, sp->count, sample);
+        rc = md_fail(err, sizeof err, "%s: split %s has %zu samples, no sample %lld", path, split, sp->count, sample);
     if (!rc)
         rc = ds_shard_reader_open(dir, split, sp->shards.v, sp->shards.n, &rd, err, sizeof err);
     if (!rc)

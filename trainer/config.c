@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "trainer/error.h"
+#include "models/errors.h"
 
 /* K_STR: text into a char[TR_STR]; K_ENUM: one of def_str's comma-separated names, stored as its index
  * (the first is the default); K_LIST: a JSON array of up to TR_MAX_LIST integers in [lo, hi], stored in
@@ -159,12 +159,12 @@ static int apply_set(cJSON *root, const char *set, char *err, size_t errlen)
 {
     const char *eq = strchr(set, '=');
     if (!eq || eq == set)
-        return tr_fail(err, errlen, "--set '%s': expected section.field=value", set);
+        return md_fail(err, errlen, "--set '%s': expected section.field=value", set);
     char key[256], leaf[256];
     snprintf(key, sizeof key, "%.*s", (int)(eq - set), set);
     cJSON *o = parent_of(root, key, leaf, sizeof leaf);
     if (!o)
-        return tr_fail(err, errlen, "--set '%s': '%s' is not inside an object", set, key);
+        return md_fail(err, errlen, "--set '%s': '%s' is not inside an object", set, key);
     /* A string field takes the text as it is (a folder may be called 2024); any other value must
      * be one whole JSON scalar, so "5x" or "1 2" is reported instead of read as 5 or 1. */
     const struct field *f = find_field(key);
@@ -192,7 +192,7 @@ static int check_known(const cJSON *o, const char *prefix, const char *src, char
             continue;
         }
         if (!find_field(key))
-            return tr_fail(err, errlen, "%s: unknown field '%s' (empd train --help lists the fields)", src, key);
+            return md_fail(err, errlen, "%s: unknown field '%s' (empd train --help lists the fields)", src, key);
     }
     return 0;
 }
@@ -220,7 +220,7 @@ static int read_enum(cJSON *root, const struct field *f, const cJSON *v, int64_t
     snprintf(def, sizeof def, "%.*s", (int)strcspn(f->def_str, ","), f->def_str);
     const char *want = v && cJSON_IsString(v) ? v->valuestring : def;
     if (v && !cJSON_IsString(v))
-        return tr_fail(err, errlen, "%s: %s must be one of %s", src, f->key, f->def_str);
+        return md_fail(err, errlen, "%s: %s must be one of %s", src, f->key, f->def_str);
     int64_t i = 0;
     for (const char *s = f->def_str; *s; i++) {
         size_t n = strcspn(s, ",");
@@ -234,7 +234,7 @@ static int read_enum(cJSON *root, const struct field *f, const cJSON *v, int64_t
         }
         s += n + (s[n] == ',');
     }
-    return tr_fail(err, errlen, "%s: %s = '%s' is not one of %s", src, f->key, want, f->def_str);
+    return md_fail(err, errlen, "%s: %s = '%s' is not one of %s", src, f->key, want, f->def_str);
 }
 
 static int read_list(cJSON *root, const struct field *f, const cJSON *v, int64_t *dst, const char *src, char *err,
@@ -244,7 +244,7 @@ static int read_list(cJSON *root, const struct field *f, const cJSON *v, int64_t
     const cJSON *a = v ? v : def;
     int rc = 0;
     if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) > TR_MAX_LIST) {
-        rc = tr_fail(err, errlen, "%s: %s must be an array of at most %d integers", src, f->key, TR_MAX_LIST);
+        rc = md_fail(err, errlen, "%s: %s must be an array of at most %d integers", src, f->key, TR_MAX_LIST);
     } else {
         int n = 0;
         const cJSON *x;
@@ -252,7 +252,7 @@ static int read_list(cJSON *root, const struct field *f, const cJSON *v, int64_t
         {
             if (!cJSON_IsNumber(x) || x->valuedouble != (double)(int64_t)x->valuedouble || x->valuedouble < f->lo ||
                 x->valuedouble > f->hi) {
-                rc = tr_fail(err, errlen, "%s: %s[%d] must be an integer in [%g, %g]", src, f->key, n, f->lo, f->hi);
+                rc = md_fail(err, errlen, "%s: %s[%d] must be an integer in [%g, %g]", src, f->key, n, f->lo, f->hi);
                 break;
             }
             dst[n++] = (int64_t)x->valuedouble;
@@ -276,7 +276,7 @@ static int read_fields(cJSON *root, tr_config *c, const char *src, char *err, si
         char *dst = (char *)c + f->off;
         if (f->kind == K_STR) {
             if (v && !cJSON_IsString(v))
-                return tr_fail(err, errlen, "%s: %s must be a string", src, f->key);
+                return md_fail(err, errlen, "%s: %s must be a string", src, f->key);
             snprintf(dst, TR_STR, "%s", v ? v->valuestring : f->def_str);
             if (!v) {
                 char leaf[256];
@@ -297,7 +297,7 @@ static int read_fields(cJSON *root, tr_config *c, const char *src, char *err, si
         double x = f->def;
         if (v) {
             if (!cJSON_IsNumber(v) && !cJSON_IsBool(v))
-                return tr_fail(err, errlen, "%s: %s must be a number, got %s", src, f->key,
+                return md_fail(err, errlen, "%s: %s must be a number, got %s", src, f->key,
                         cJSON_IsString(v) ? v->valuestring : "a non-number");
             x = cJSON_IsBool(v) ? cJSON_IsTrue(v) : v->valuedouble;
         } else {
@@ -305,28 +305,28 @@ static int read_fields(cJSON *root, tr_config *c, const char *src, char *err, si
             cJSON_AddNumberToObject(parent_of(root, f->key, leaf, sizeof leaf), leaf, x);
         }
         if (!(x >= f->lo && x <= f->hi))
-            return tr_fail(err, errlen, "%s: %s = %g is outside [%g, %g]", src, f->key, x, f->lo, f->hi);
+            return md_fail(err, errlen, "%s: %s = %g is outside [%g, %g]", src, f->key, x, f->lo, f->hi);
         if (f->kind == K_INT && x != (double)(int64_t)x)
-            return tr_fail(err, errlen, "%s: %s must be an integer, got %g", src, f->key, x);
+            return md_fail(err, errlen, "%s: %s must be an integer, got %g", src, f->key, x);
         if (f->kind == K_INT)
             *(int64_t *)dst = (int64_t)x;
         else
             *(double *)dst = x;
     }
     if (c->model.hidden % c->model.heads)
-        return tr_fail(err, errlen, "%s: model.hidden (%lld) must be a multiple of model.heads (%lld)", src,
+        return md_fail(err, errlen, "%s: model.hidden (%lld) must be a multiple of model.heads (%lld)", src,
                     (long long)c->model.hidden, (long long)c->model.heads);
     if (c->model.utt_tokens > c->model.max_position)
-        return tr_fail(err, errlen, "%s: model.utt_tokens (%lld) exceeds model.max_position (%lld)", src,
+        return md_fail(err, errlen, "%s: model.utt_tokens (%lld) exceeds model.max_position (%lld)", src,
                     (long long)c->model.utt_tokens, (long long)c->model.max_position);
     if (c->model.kind != TR_MODEL_TEXT && c->model.ctx_tokens > c->model.max_position)
-        return tr_fail(err, errlen, "%s: model.ctx_tokens (%lld) exceeds model.max_position (%lld)", src,
+        return md_fail(err, errlen, "%s: model.ctx_tokens (%lld) exceeds model.max_position (%lld)", src,
                     (long long)c->model.ctx_tokens, (long long)c->model.max_position);
     if (c->train.decay_steps && c->train.decay_steps <= c->train.warmup_steps)
-        return tr_fail(err, errlen, "%s: train.decay_steps (%lld) must exceed train.warmup_steps (%lld), or be 0", src,
+        return md_fail(err, errlen, "%s: train.decay_steps (%lld) must exceed train.warmup_steps (%lld), or be 0", src,
                     (long long)c->train.decay_steps, (long long)c->train.warmup_steps);
     if (c->model.num_classes != 0 && c->model.num_classes != 7 && c->model.num_classes != 32)
-        return tr_fail(err, errlen, "%s: model.num_classes must be 0, 7 or 32", src);
+        return md_fail(err, errlen, "%s: model.num_classes must be 0, 7 or 32", src);
     return 0;
 }
 
@@ -396,7 +396,7 @@ int tr_config_load(const char *path, char *const *sets, int n_sets, tr_config *o
     if (path) {
         FILE *f = fopen(path, "rb");
         if (!f)
-            return tr_fail(err, errlen, "config %s: cannot open: %s", path, strerror(errno));
+            return md_fail(err, errlen, "config %s: cannot open: %s", path, strerror(errno));
         fseek(f, 0, SEEK_END);
         long n = ftell(f);
         fseek(f, 0, SEEK_SET);
@@ -405,7 +405,7 @@ int tr_config_load(const char *path, char *const *sets, int n_sets, tr_config *o
         fclose(f);
         if (!text || got != (size_t)n) {
             free(text);
-            return tr_fail(err, errlen, "config %s: cannot read", path);
+            return md_fail(err, errlen, "config %s: cannot read", path);
         }
         text[n] = 0;
         const char *end = NULL;
@@ -416,7 +416,7 @@ int tr_config_load(const char *path, char *const *sets, int n_sets, tr_config *o
                 line += text[i] == '\n';
             free(text);
             cJSON_Delete(root);
-            return tr_fail(err, errlen, "config %s: malformed JSON near line %zu", path, line);
+            return md_fail(err, errlen, "config %s: malformed JSON near line %zu", path, line);
         }
         free(text);
     } else {

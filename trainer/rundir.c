@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 
 #include "trainer/checkpoint.h"
-#include "trainer/error.h"
+#include "models/errors.h"
 
 static int mkdir_p(const char *path)
 {
@@ -35,7 +35,7 @@ static int truncate_metrics(const char *path, int64_t step, char *err, size_t er
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return errno == ENOENT ? 0 : tr_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return errno == ENOENT ? 0 : md_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     char *kept = NULL, *line = NULL;
     size_t len = 0, cap = 0, lcap = 0;
     ssize_t n;
@@ -51,7 +51,7 @@ static int truncate_metrics(const char *path, int64_t step, char *err, size_t er
         if (len + (size_t)n > cap) {
             char *grown = realloc(kept, cap = (len + (size_t)n) * 2);
             if (!grown) {
-                rc = tr_fail(err, errlen, "%s: out of memory", path);
+                rc = md_fail(err, errlen, "%s: out of memory", path);
                 break;
             }
             kept = grown;
@@ -89,7 +89,7 @@ int tr_rundir_open(const char *dir, int64_t resume_step, const char *resumed_fro
     snprintf(ck, sizeof ck, "%s/checkpoints", dir);
     int starts_here = resume_step < 0 || (resumed_from && !belongs_to(resumed_from, dir));
     if (starts_here && (exists(metrics_path) || exists(ck)))
-        return tr_fail(err, errlen, "%s already holds a run: continue it with --resume auto, or choose another --out%s", dir,
+        return md_fail(err, errlen, "%s already holds a run: continue it with --resume auto, or choose another --out%s", dir,
                     resume_step < 0 ? "" : " to continue a checkpoint of another run");
     if (resume_step >= 0) {
         int found = tr_ckpt_find_latest(dir, latest, sizeof latest, err, errlen);
@@ -98,12 +98,12 @@ int tr_rundir_open(const char *dir, int64_t resume_step, const char *resumed_fro
         const char *name = found ? strrchr(latest, '/') : NULL;
         long long newest = name ? strtoll(name + 6, NULL, 10) : -1; /* "/step-NNNNNNNN" */
         if (newest > resume_step)
-            return tr_fail(err, errlen, "%s has a newer checkpoint (step %lld) than the one resumed from (step %lld): "
+            return md_fail(err, errlen, "%s has a newer checkpoint (step %lld) than the one resumed from (step %lld): "
                         "resume from the newest, remove the newer ones, or use another --out", dir, newest,
                         (long long)resume_step);
     }
     if (mkdir_p(dir) != 0)
-        return tr_fail(err, errlen, "%s: cannot create the run folder: %s", dir, strerror(errno));
+        return md_fail(err, errlen, "%s: cannot create the run folder: %s", dir, strerror(errno));
     if (resume_step >= 0 && truncate_metrics(metrics_path, resume_step, err, errlen))
         return -1;
     char cfg[4200];
@@ -111,6 +111,6 @@ int tr_rundir_open(const char *dir, int64_t resume_step, const char *resumed_fro
     if (tr_write_file_atomic(cfg, config_json, strlen(config_json), err, errlen))
         return -1;
     if (!(*metrics = fopen(metrics_path, "a")))
-        return tr_fail(err, errlen, "%s: cannot open: %s", metrics_path, strerror(errno));
+        return md_fail(err, errlen, "%s: cannot open: %s", metrics_path, strerror(errno));
     return 0;
 }

@@ -108,51 +108,19 @@ static mf_config config_tiny(mf_kind kind)
 static char *config_json(const mf_config *c)
 {
     static const char *const pools[] = {"cls", "pooler", "mean"}, *const norms[] = {"none", "zero_mean", "peak"};
-    cJSON *j = cJSON_CreateObject(), *b = cJSON_AddObjectToObject(j, "bert");
+    cJSON *j = cJSON_CreateObject();
+    char *hf = bert_config_to_hf(&c->bert);
+    cJSON_AddItemToObject(j, "bert", cJSON_Parse(hf));
+    free(hf);
     cJSON_AddStringToObject(j, "kind", c->kind == MF_AUDIO ? "audio" : "video");
     cJSON_AddNumberToObject(j, "classes", (double)c->classes);
     cJSON_AddNumberToObject(j, "dropout", c->dropout);
-    const bert_config *t = &c->bert;
-    cJSON_AddNumberToObject(b, "vocab_size", (double)t->vocab_size);
-    cJSON_AddNumberToObject(b, "hidden_size", (double)t->hidden);
-    cJSON_AddNumberToObject(b, "num_hidden_layers", (double)t->layers);
-    cJSON_AddNumberToObject(b, "num_attention_heads", (double)t->heads);
-    cJSON_AddNumberToObject(b, "intermediate_size", (double)t->intermediate);
-    cJSON_AddNumberToObject(b, "max_position_embeddings", (double)t->max_position);
-    cJSON_AddNumberToObject(b, "type_vocab_size", (double)t->type_vocab);
-    cJSON_AddNumberToObject(b, "layer_norm_eps", t->layer_norm_eps);
-    cJSON_AddStringToObject(b, "hidden_act", t->hidden_act == BERT_ACT_RELU        ? "relu"
-                                             : t->hidden_act == BERT_ACT_GELU_TANH ? "gelu_new"
-                                                                                   : "gelu");
-    cJSON_AddNumberToObject(b, "hidden_dropout_prob", t->dropout);
-    cJSON_AddNumberToObject(b, "attention_probs_dropout_prob", t->attention_dropout);
     cJSON_AddNumberToObject(j, "bert_freeze_layers", c->bert_freeze_layers);
     cJSON_AddStringToObject(j, "text_pool", pools[c->text_pool]);
     if (c->kind == MF_AUDIO) {
-        const w2v_config *a = &c->audio;
-        cJSON *w = cJSON_AddObjectToObject(j, "audio");
-        cJSON *dim = cJSON_AddArrayToObject(w, "conv_dim"), *kernel = cJSON_AddArrayToObject(w, "conv_kernel"),
-              *stride = cJSON_AddArrayToObject(w, "conv_stride");
-        for (int i = 0; i < a->conv_layers; i++) {
-            cJSON_AddItemToArray(dim, cJSON_CreateNumber((double)a->conv_dim[i]));
-            cJSON_AddItemToArray(kernel, cJSON_CreateNumber((double)a->conv_kernel[i]));
-            cJSON_AddItemToArray(stride, cJSON_CreateNumber((double)a->conv_stride[i]));
-        }
-        cJSON_AddBoolToObject(w, "conv_bias", a->conv_bias);
-        cJSON_AddStringToObject(w, "feat_extract_norm", a->extract_norm == W2V_EXTRACT_LAYER ? "layer" : "group");
-        cJSON_AddNumberToObject(w, "hidden_size", (double)a->hidden);
-        cJSON_AddNumberToObject(w, "num_hidden_layers", a->layers);
-        cJSON_AddNumberToObject(w, "num_attention_heads", (double)a->heads);
-        cJSON_AddNumberToObject(w, "intermediate_size", (double)a->intermediate);
-        cJSON_AddNumberToObject(w, "num_conv_pos_embeddings", (double)a->pos_conv_kernel);
-        cJSON_AddNumberToObject(w, "num_conv_pos_embedding_groups", (double)a->pos_conv_groups);
-        cJSON_AddBoolToObject(w, "do_stable_layer_norm", a->stable_layer_norm);
-        cJSON_AddNumberToObject(w, "layer_norm_eps", a->layer_norm_eps);
-        cJSON_AddNumberToObject(w, "hidden_dropout", a->hidden_dropout);
-        cJSON_AddNumberToObject(w, "attention_dropout", a->attention_dropout);
-        cJSON_AddNumberToObject(w, "activation_dropout", a->activation_dropout);
-        cJSON_AddNumberToObject(w, "feat_proj_dropout", a->feat_proj_dropout);
-        cJSON_AddNumberToObject(w, "layerdrop", a->layerdrop);
+        hf = w2v_config_to_hf(&c->audio);
+        cJSON_AddItemToObject(j, "audio", cJSON_Parse(hf));
+        free(hf);
         cJSON_AddNumberToObject(j, "audio_frozen", c->audio_frozen);
         cJSON_AddStringToObject(j, "audio_norm", norms[c->audio_norm]);
         cJSON_AddNumberToObject(j, "audio_hidden", (double)c->audio_hidden);
