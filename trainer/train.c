@@ -1,4 +1,4 @@
-/* empd train: the data-parallel training loop of the skeleton text + metadata model.
+/* empd train: the data-parallel training loop of the model model.kind names (trainer/model.h).
  * Every rank holds a full replica (weights broadcast from rank 0), trains on its slice of each
  * global batch, and averages gradients with one all-reduce per step; rank 0 logs, and writes
  * checkpoints that hold every rank's state. */
@@ -179,8 +179,8 @@ static int validate(tr_run *r)
     return 0;
 }
 
-/* The fusion models' encoders also as Hugging Face model folders (RUNDIR/hf/bert, RUNDIR/hf/wav2vec2),
- * which from_pretrained and model.*.weights load as they are. */
+/* The fusion models' encoders also as Hugging Face model folders (RUNDIR/hf/bert, RUNDIR/hf/wav2vec2) in
+ * the layout save_pretrained writes, which model.*.config and model.*.weights load as they are. */
 static int export_encoders(tr_run *r)
 {
     if (r->model.kind == TR_MODEL_TEXT)
