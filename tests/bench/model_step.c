@@ -35,6 +35,7 @@
 
 #include "models/fusion.h"
 #include "models/safetensors.h"
+#include "trainer/optim.h"
 
 #define LR 1e-3
 #define BETA1 0.9
@@ -336,47 +337,12 @@ static void dump_write(const char *path, mf_model *m, const batch_tensors *bt, t
 
 /* ---- Steps ---------------------------------------------------------------------------------- */
 
-typedef struct {
-    tc_scope *scope;
-    tc_tensor **exp_avg, **exp_avg_sq;
-    int64_t step;
-} adamw;
-
-/* Moments for the trainable parameters only, as trainer/optim.c keeps them. */
-static void adamw_init(adamw *o, const mp_params *ps)
-{
-    memset(o, 0, sizeof *o);
-    o->scope = tc_scope_new();
-    o->exp_avg = alloc(ps->n, sizeof *o->exp_avg);
-    o->exp_avg_sq = alloc(ps->n, sizeof *o->exp_avg_sq);
-    tc_scope_enter(o->scope);
-    for (int i = 0; i < ps->n; i++) {
-        if (!mp_trainable(&ps->v[i]))
-            continue;
-        tc_tensor *p = ps->v[i].t;
-        int64_t shape[TC_MAX_DIMS];
-        for (int d = 0; d < tc_ndim(p); d++)
-            shape[d] = tc_size(p, d);
-        o->exp_avg[i] = tc_zeros(shape, tc_ndim(p), TC_F32, tc_device_of(p));
-        o->exp_avg_sq[i] = tc_zeros(shape, tc_ndim(p), TC_F32, tc_device_of(p));
-    }
-    if (tc_scope_status(o->scope) != TC_OK)
-        die("optimizer", tc_last_error());
-    tc_scope_leave(o->scope);
-}
-
-static void adamw_free(adamw *o)
-{
-    tc_scope_free(o->scope);
-    free(o->exp_avg);
-    free(o->exp_avg_sq);
-}
-
 enum { PART_ZERO, PART_FWD, PART_BWD, PART_FREE, PART_OPT, PART_STEP, N_PARTS };
 
 /* One step; t receives the seconds of its parts: zeroing the gradients, forward with the loss,
  * backward, ending the step's scope (the forward's tensors are freed there) and AdamW. */
-static double train_step(mf_model *m, adamw *o, const batch_tensors *bt, tc_generator *gen, double *t)
+static double train_step(mf_model *m, tr_adamw *o, const tr_config *cfg, const batch_tensors *bt, tc_generator *gen,
+                         double *t)
 {
     mp_params *ps = &m->params;
     double t0 = now();
@@ -394,15 +360,7 @@ static double train_step(mf_model *m, adamw *o, const batch_tensors *bt, tc_gene
     if (tc_scope_end(s) != TC_OK)
         die("forward", tc_last_error());
     double t4 = now();
-    o->step++;
-    s = tc_scope_begin();
-    for (int i = 0; i < ps->n; i++) {
-        tc_tensor *g = o->exp_avg[i] ? tc_grad(ps->v[i].t) : NULL;
-        if (g && tc_adamw_step(ps->v[i].t, g, o->exp_avg[i], o->exp_avg_sq[i], o->step, LR, BETA1, BETA2, EPS,
-                               WEIGHT_DECAY) != TC_OK)
-            die("adamw", tc_last_error());
-    }
-    if (tc_scope_end(s) != TC_OK)
+    if (tr_adamw_step(o, ps, cfg, LR) != TC_OK)
         die("adamw", tc_last_error());
     double t5 = now();
     t[PART_ZERO] = t1 - t0, t[PART_FWD] = t2 - t1, t[PART_BWD] = t3 - t2, t[PART_FREE] = t4 - t3;
@@ -526,16 +484,19 @@ int main(int argc, char **argv)
 
     double rss0 = rss_mb();
     int peak_reset = peak_rss_reset() == 0;
-    adamw opt;
-    adamw_init(&opt, &m.params);
+    /* The trainer's optimizer: moments for the trainable parameters only. */
+    tr_adamw opt;
+    tr_config ocfg = {.train = {.beta1 = BETA1, .beta2 = BETA2, .eps = EPS, .weight_decay = WEIGHT_DECAY}};
+    if (tr_adamw_init(&opt, &m.params) != TC_OK)
+        die("optimizer", tc_last_error());
     tc_generator *gen = tc_generator_new(SEED, (tc_device){TC_CPU, 0});
     tc_manual_seed(SEED);
     double parts[N_PARTS], *times[N_PARTS];
     for (int p = 0; p < N_PARTS; p++)
         times[p] = alloc(o.steps, sizeof(double));
-    double loss0 = train_step(&m, &opt, &bt, gen, parts);
+    double loss0 = train_step(&m, &opt, &ocfg, &bt, gen, parts);
     for (int64_t i = 0; i < o.steps; i++) {
-        train_step(&m, &opt, &bt, gen, parts);
+        train_step(&m, &opt, &ocfg, &bt, gen, parts);
         for (int p = 0; p < N_PARTS; p++)
             times[p][i] = parts[p];
     }
@@ -551,7 +512,7 @@ int main(int argc, char **argv)
         free(times[p]);
     tc_generator_free(gen);
     tc_scope_end(s);
-    adamw_free(&opt);
+    tr_adamw_free(&opt);
     mf_model_free(&m);
     batch_free(&h);
     return isfinite(loss0) ? 0 : 1;
