@@ -1,6 +1,7 @@
-/* Codes, dtype and op names, and the error-line writer shared by the MPI and NCCL backends. */
+/* Codes, dtype, op and call names, the error-line writer and the clock shared by comm's backends. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "comm/comm_internal.h"
 
@@ -15,6 +16,7 @@ const char *comm_strerror(int code)
     case COMM_ECUDA: return "CUDA call failed";
     case COMM_ENCCL: return "NCCL call failed";
     case COMM_ENOTSUP: return "built without NCCL";
+    case COMM_ENET: return "TCP rendezvous or connection failed";
     default: return "unknown comm error code";
     }
 }
@@ -73,4 +75,49 @@ int comm_fail(char *err, size_t errlen, int code, const char *fmt, ...)
         va_end(ap);
     }
     return code;
+}
+
+void comm_describe_call(char *buf, size_t len, comm_call call, uint64_t count, uint64_t aux)
+{
+    switch (call) {
+    case COMM_CALL_ALLREDUCE:
+        snprintf(buf, len, "all-reduce of %llu %s", (unsigned long long)count,
+                 comm_dtype_noun((comm_dtype)(aux & 0xff)));
+        return;
+    case COMM_CALL_BROADCAST:
+        snprintf(buf, len, "broadcast of %llu bytes from root %llu", (unsigned long long)count,
+                 (unsigned long long)aux);
+        return;
+    case COMM_CALL_BARRIER: snprintf(buf, len, "barrier"); return;
+    case COMM_CALL_ALLGATHER:
+        snprintf(buf, len, "all-gather of %llu bytes per rank", (unsigned long long)count);
+        return;
+    case COMM_CALL_FINALIZE: snprintf(buf, len, "leaving the group (comm_finalize)"); return;
+    case COMM_CALL_NCCL_SYNC: snprintf(buf, len, "the NCCL stream's work (comm_nccl_sync)"); return;
+    }
+    snprintf(buf, len, "collective %d", (int)call);
+}
+
+int64_t comm_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void comm_divide_by_size(void *buf, size_t count, comm_dtype dt, int size)
+{
+    if (size == 1)
+        return;
+    if (dt == COMM_F32) {
+        float *x = buf;
+        const float s = (float)size;
+        for (size_t i = 0; i < count; i++)
+            x[i] /= s;
+    } else if (dt == COMM_F64) {
+        double *x = buf;
+        const double s = (double)size;
+        for (size_t i = 0; i < count; i++)
+            x[i] /= s;
+    }
 }

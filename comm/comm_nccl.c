@@ -1,8 +1,10 @@
-/* NCCL backend: one communicator per group over the GPUs of its ranks, bootstrapped over MPI. */
+/* NCCL backend: one communicator per group over the GPUs of its ranks, bootstrapped over the group
+ * (MPI or TCP) and registered with the group's watchdog. */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "comm/comm_internal.h"
 #include "comm/comm_nccl.h"
@@ -17,10 +19,12 @@
 #endif
 
 struct comm_nccl {
-    ncclComm_t nccl;
+    comm_group *g;
+    ncclComm_t nccl; /* NULL once aborted after an error */
     cudaStream_t stream;
     int device;
     int rank;
+    int hooked; /* registered with g's watchdog */
 };
 
 int comm_have_nccl(void) { return 1; }
@@ -43,6 +47,12 @@ static int nccl_fail(int rank, ncclResult_t r, ncclComm_t comm, char *err, size_
     const char *detail = ncclGetLastError(comm);
     return comm_fail(err, errlen, COMM_ENCCL, "comm: %s failed on rank %d: %s%s%s", what, rank,
                      ncclGetErrorString(r), detail && detail[0] ? ": " : "", detail ? detail : "");
+}
+
+static int aborted(const comm_nccl *n, char *err, size_t errlen)
+{
+    return comm_fail(err, errlen, COMM_ENCCL,
+                     "comm: the NCCL communicator of rank %d was aborted after an earlier error; destroy it", n->rank);
 }
 
 int comm_nccl_probe(char *err, size_t errlen)
@@ -104,10 +114,20 @@ static int setup_local(comm_group *g, comm_nccl *n, char *err, size_t errlen)
     return COMM_OK;
 }
 
+/* Run by the watchdog or comm_abort before the job ends: kernels blocked on a dead peer stop. */
+static void abort_before_end(void *arg)
+{
+    comm_nccl *n = arg;
+    if (n->nccl)
+        ncclCommAbort(n->nccl);
+}
+
 static void release(comm_nccl *n)
 {
     if (!n)
         return;
+    if (n->hooked)
+        comm_watch_unhook(n->g, n);
     if (n->nccl)
         ncclCommAbort(n->nccl);
     if (n->stream)
@@ -122,6 +142,7 @@ int comm_nccl_init(comm_group *g, comm_nccl **out, char *err, size_t errlen)
     comm_nccl *n = calloc(1, sizeof *n);
     int code = COMM_OK;
     if (n) {
+        n->g = g;
         n->rank = rank;
         code = setup_local(g, n, err, errlen);
     } else {
@@ -160,6 +181,11 @@ int comm_nccl_init(comm_group *g, comm_nccl **out, char *err, size_t errlen)
     if (r != ncclSuccess) {
         code = nccl_fail(rank, r, NULL, err, errlen, "ncclCommInitRank of %d ranks", comm_size(g));
         n->nccl = NULL;
+    } else if (comm_watch_hook(g, abort_before_end, n)) {
+        code = comm_fail(err, errlen, COMM_ENOMEM, "comm: rank %d: more than %d NCCL communicators on one group", rank,
+                         COMM_WATCH_HOOKS);
+    } else {
+        n->hooked = 1;
     }
     code = agree(g, code, "ncclCommInitRank", err, errlen);
     if (code) {
@@ -204,6 +230,8 @@ int comm_nccl_allreduce(comm_nccl *n, void *dev_buf, size_t count, comm_dtype dt
     if (!dev_buf && count > 0)
         return comm_fail(err, errlen, COMM_EINVAL, "comm: NCCL all-reduce of %zu %s on rank %d: buffer is NULL",
                          count, comm_dtype_noun(dt), n->rank);
+    if (!n->nccl)
+        return aborted(n, err, errlen);
     cudaError_t e = cudaSetDevice(n->device);
     if (e != cudaSuccess)
         return cuda_fail(n->rank, e, COMM_ECUDA, err, errlen, "cudaSetDevice before ncclAllReduce");
@@ -214,33 +242,66 @@ int comm_nccl_allreduce(comm_nccl *n, void *dev_buf, size_t count, comm_dtype dt
     return COMM_OK;
 }
 
+/* An asynchronous NCCL error, or NCCL failing to say: the communicator is aborted, as NCCL requires. */
+static int abort_after(comm_nccl *n, ncclResult_t r, const char *what, char *err, size_t errlen)
+{
+    int code = nccl_fail(n->rank, r, n->nccl, err, errlen, "%s", what);
+    /* Off the watchdog's list first, so that it cannot abort the same communicator again. */
+    comm_watch_unhook(n->g, n);
+    n->hooked = 0;
+    ncclCommAbort(n->nccl);
+    n->nccl = NULL;
+    return code;
+}
+
+/* Polls the stream and NCCL's asynchronous error instead of blocking in cudaStreamSynchronize, which
+ * would wait forever for a peer that died; the group's watchdog keeps the deadline. */
 int comm_nccl_sync(comm_nccl *n, char *err, size_t errlen)
 {
+    if (!n->nccl)
+        return aborted(n, err, errlen);
     cudaError_t e = cudaSetDevice(n->device);
-    if (e == cudaSuccess)
-        e = cudaStreamSynchronize(n->stream);
     if (e != cudaSuccess)
-        return cuda_fail(n->rank, e, COMM_ECUDA, err, errlen, "cudaStreamSynchronize of the NCCL stream");
-    ncclResult_t async = ncclSuccess;
-    ncclResult_t r = ncclCommGetAsyncError(n->nccl, &async);
-    if (r != ncclSuccess)
-        return nccl_fail(n->rank, r, n->nccl, err, errlen, "ncclCommGetAsyncError");
-    if (async != ncclSuccess)
-        return nccl_fail(n->rank, async, n->nccl, err, errlen, "an NCCL operation in flight");
-    return COMM_OK;
+        return cuda_fail(n->rank, e, COMM_ECUDA, err, errlen, "cudaSetDevice before waiting on the NCCL stream");
+    int code = COMM_OK;
+    long pause_ns = 1000;
+    comm_watch_begin(n->g, COMM_WATCH_DEVICE, COMM_CALL_NCCL_SYNC, 0, 0);
+    for (;;) {
+        e = cudaStreamQuery(n->stream);
+        ncclResult_t async = ncclSuccess;
+        ncclResult_t r = ncclCommGetAsyncError(n->nccl, &async);
+        if (r != ncclSuccess) {
+            code = abort_after(n, r, "ncclCommGetAsyncError", err, errlen);
+            break;
+        }
+        if (async != ncclSuccess && async != ncclInProgress) {
+            code = abort_after(n, async, "an NCCL operation in flight", err, errlen);
+            break;
+        }
+        if (e != cudaErrorNotReady)
+            break;
+        struct timespec ts = {0, pause_ns};
+        nanosleep(&ts, NULL);
+        pause_ns = pause_ns < 100000 ? pause_ns * 2 : 200000; /* at most 0.2 ms late, a few wakeups per ms */
+    }
+    comm_watch_end(n->g, COMM_WATCH_DEVICE);
+    if (!code && e != cudaSuccess)
+        code = cuda_fail(n->rank, e, COMM_ECUDA, err, errlen, "waiting on the NCCL stream (cudaStreamQuery)");
+    return code;
 }
 
 int comm_nccl_destroy(comm_nccl *n, char *err, size_t errlen)
 {
     if (!n)
         return COMM_OK;
-    int code = comm_nccl_sync(n, err, errlen);
-    if (!code) {
+    /* A communicator aborted after an error has nothing left to finalise. */
+    int code = n->nccl ? comm_nccl_sync(n, err, errlen) : COMM_OK;
+    if (!code && n->nccl) {
         ncclResult_t r = ncclCommFinalize(n->nccl);
         if (r != ncclSuccess)
             code = nccl_fail(n->rank, r, n->nccl, err, errlen, "ncclCommFinalize");
     }
-    if (!code) {
+    if (!code && n->nccl) {
         ncclResult_t r = ncclCommDestroy(n->nccl);
         n->nccl = NULL;
         if (r != ncclSuccess)

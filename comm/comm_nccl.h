@@ -11,9 +11,16 @@
  *
  * Collective calls
  *   init, allreduce and destroy are COLLECTIVE over the group: every rank calls them in the same order
- *   with the same count, dtype and op. init agrees over MPI after each step, so when any rank fails
- *   (no GPU, a CUDA or NCCL error) every rank returns an error instead of waiting for the others; only
- *   a rank that dies inside ncclCommInitRank itself can leave the others blocked there.
+ *   with the same count, dtype and op. init agrees over the group (MPI or TCP: the unique id travels
+ *   by comm_broadcast) after each step, so when any rank fails (no GPU, a CUDA or NCCL error) every
+ *   rank returns an error instead of waiting for the others; only a rank that dies inside
+ *   ncclCommInitRank itself can leave the others blocked there.
+ *
+ * Watchdog
+ *   The communicator registers with its group: when the group's watchdog ends the job, or comm_abort
+ *   is called on the group, ncclCommAbort runs first. comm_nccl_sync waits under the group's deadline
+ *   (comm_set_timeout) and polls NCCL's asynchronous error while it waits; on such an error it aborts
+ *   the communicator and returns COMM_ENCCL (the handle then only accepts comm_nccl_destroy).
  *
  * Threads and streams
  *   A handle is used by one thread at a time. Each call makes the handle's device current on the calling
@@ -46,7 +53,8 @@ int comm_nccl_probe(char *err, size_t errlen);
 /* COLLECTIVE over g. Sets this rank's device, makes a stream, and joins an NCCL communicator of
  * comm_size(g) ranks (its unique id made on rank 0 and broadcast over g). On success *out holds a handle
  * for comm_nccl_destroy; otherwise *out is NULL and every rank returns an error: COMM_ENOGPU (any rank
- * has no GPU), COMM_ECUDA, COMM_ENCCL, COMM_EMPI, COMM_ENOMEM, COMM_ENOTSUP. */
+ * has no GPU), COMM_ECUDA, COMM_ENCCL, COMM_EMPI or COMM_ENET (the group's own failure), COMM_ENOMEM,
+ * COMM_ENOTSUP. Destroy it before comm_finalize of g. */
 int comm_nccl_init(comm_group *g, comm_nccl **out, char *err, size_t errlen);
 
 /* The CUDA device index this rank uses. */
@@ -62,12 +70,15 @@ void *comm_nccl_stream(const comm_nccl *n);
 int comm_nccl_allreduce(comm_nccl *n, void *dev_buf, size_t count, comm_dtype dt, comm_op op, char *err,
                         size_t errlen);
 
-/* Not collective. Waits until the handle's stream has finished its work, then asks NCCL for an
- * asynchronous error of the communicator. Returns COMM_ECUDA or COMM_ENCCL. */
+/* Not collective. Waits until the handle's stream has finished its work, polling the stream and NCCL's
+ * asynchronous error (a peer that died, a network failure) meanwhile; the group's watchdog ends the job
+ * if the wait outlasts comm_set_timeout. Returns COMM_ECUDA, or COMM_ENCCL after aborting the
+ * communicator on an asynchronous error. */
 int comm_nccl_sync(comm_nccl *n, char *err, size_t errlen);
 
 /* COLLECTIVE. Waits for the stream, finalises and frees the communicator, destroys the stream, frees
- * the handle (NULL is a no-op returning 0). The handle is gone even when an error is returned. */
+ * the handle (NULL is a no-op returning 0). The handle is gone even when an error is returned. A
+ * communicator aborted after an error is only freed. */
 int comm_nccl_destroy(comm_nccl *n, char *err, size_t errlen);
 
 #endif

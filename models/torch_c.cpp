@@ -9,6 +9,8 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/util/FunctionRef.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
@@ -579,6 +581,44 @@ int tc_cuda_device_count(void) {
     int n = 0;
     run_call(__func__, [&] { n = cuda_count(); });
     return n;
+}
+
+int tc_param_to_device(tc_tensor *t, tc_device dev) {
+    return run_call(__func__, [&] {
+        if (!t || !t->t.defined()) fail(TC_EINVAL, "tensor is NULL");
+        at::Tensor &x = t->t;
+        at::NoGradGuard no_grad;
+        x.set_data(x.data().to(device(dev)));
+        x.mutable_grad() = at::Tensor();
+    });
+}
+
+void *tc_device_ptr(const tc_tensor *t) {
+    if (!t || !t->t.defined() || !t->t.is_contiguous()) return nullptr;
+    return t->t.data_ptr();
+}
+
+int tc_autocast_cuda(int enabled, tc_dtype dtype, int *was) {
+    return run_call(__func__, [&] {
+        if (enabled && dtype != TC_BF16 && dtype != TC_F16) fail(TC_EINVAL, "autocast to dtype %d (bf16 or f16)", (int)dtype);
+        if (!cuda_count()) fail(TC_ENODEV, "autocast on CUDA needs a libtorch with CUDA and a GPU");
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+        if (was) *was = at::autocast::is_autocast_enabled(at::kCUDA);
+        if (enabled) at::autocast::set_autocast_dtype(at::kCUDA, scalar_types[dtype]);
+        at::autocast::set_autocast_enabled(at::kCUDA, enabled != 0);
+#else
+        if (was) *was = at::autocast::is_enabled();
+        if (enabled) at::autocast::set_autocast_gpu_dtype(scalar_types[dtype]);
+        at::autocast::set_enabled(enabled != 0);
+#endif
+        if (!enabled) at::autocast::clear_cache();
+    });
+}
+
+int tc_synchronize(tc_device dev) {
+    return run_call(__func__, [&] {
+        if (dev.type == TC_CUDA) at::detail::getCUDAHooks().deviceSynchronize(dev.index);
+    });
 }
 
 const char *tc_version(void) { return TORCH_VERSION; }

@@ -264,6 +264,18 @@ void tc_manual_seed(uint64_t seed);
 int tc_set_num_threads(int n);
 int tc_get_num_threads(void);
 int tc_cuda_device_count(void);
+/* Moves a parameter to dev in place, as `param.data = param.data.to(dev)`: its handle, requires_grad,
+ * name and gradient hooks stay (its gradient, if any, is dropped: call tc_zero_grad after). */
+int tc_param_to_device(tc_tensor *t, tc_device dev);
+/* The address of t's first element on its own device (a device pointer for a CUDA tensor; the reducer
+ * hands it to NCCL), NULL unless t is contiguous. tc_data_ptr is the host-only form. */
+void *tc_device_ptr(const tc_tensor *t);
+/* Autocast of CUDA ops on this thread to dtype (TC_BF16 or TC_F16) while enabled, as
+ * torch.autocast("cuda", dtype); *was (may be NULL) receives the previous state. Turning it off clears
+ * autocast's cast cache. TC_ENODEV on a libtorch without CUDA or a machine without a GPU. */
+int tc_autocast_cuda(int enabled, tc_dtype dtype, int *was);
+/* Waits until every queued operation on dev has finished (CUDA); no-op on the CPU. */
+int tc_synchronize(tc_device dev);
 /* libtorch's version as its headers state it (TORCH_VERSION), e.g. "1.13.0". */
 const char *tc_version(void);
 

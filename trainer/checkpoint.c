@@ -1,6 +1,5 @@
 #include "trainer/checkpoint.h"
 
-#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -119,13 +118,6 @@ static int crc_file(const char *path, uint32_t *crc, int64_t *bytes, char *err, 
     return bad ? md_fail(err, errlen, "%s: read error", path) : 0;
 }
 
-static const char *const tensor_files[2] = {"model.safetensors", "optim.safetensors"};
-
-typedef struct {
-    uint32_t crc;
-    int64_t bytes;
-} file_sum;
-
 /* The tensors of one checkpoint file, by name, in the parameters' order. */
 typedef struct {
     int n;
@@ -190,60 +182,18 @@ static int list_moments(tensor_list *l, const mp_params *ps, const tr_adamw *o)
     return 0;
 }
 
-static char *state_json(const tr_ckpt_state *st, const file_sum sums[2], const char *config_json)
-{
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddNumberToObject(j, "version", 1);
-    /* Numbers are written in full (cJSON's printer may drop a double's last bit, and a resumed
-     * run must compare against exactly what the uninterrupted one held). */
-    char num[64];
-    snprintf(num, sizeof num, "%lld", (long long)st->step);
-    cJSON_AddRawToObject(j, "step", num);
-    cJSON *s = cJSON_AddObjectToObject(j, "sampler");
-    snprintf(num, sizeof num, "%llu", (unsigned long long)st->sampler_epoch);
-    cJSON_AddRawToObject(s, "epoch", num);
-    snprintf(num, sizeof num, "%llu", (unsigned long long)st->sampler_consumed);
-    cJSON_AddRawToObject(s, "consumed", num);
-    cJSON_AddNumberToObject(j, "world_size", st->world_size);
-    cJSON_AddNumberToObject(j, "threads", st->threads);
-    cJSON_AddStringToObject(j, "model_hash", st->model_hash);
-    cJSON *data = cJSON_AddObjectToObject(j, "data");
-    snprintf(num, sizeof num, "%lld", (long long)st->train_samples);
-    cJSON_AddRawToObject(data, "train_samples", num);
-    cJSON_AddStringToObject(data, "hash", st->data_hash);
-    snprintf(num, sizeof num, "%lld", (long long)st->seed);
-    cJSON_AddRawToObject(j, "seed", num);
-    cJSON *files = cJSON_AddObjectToObject(j, "files");
-    for (int i = 0; i < 2; i++) {
-        cJSON *f = cJSON_AddObjectToObject(files, tensor_files[i]);
-        snprintf(num, sizeof num, "%lld", (long long)sums[i].bytes);
-        cJSON_AddRawToObject(f, "bytes", num);
-        snprintf(num, sizeof num, "%08x", (unsigned)sums[i].crc);
-        cJSON_AddStringToObject(f, "crc32", num);
-    }
-    snprintf(num, sizeof num, "%.17g", st->best_val_acc); /* 17 digits: always reads back exactly */
-    cJSON_AddRawToObject(j, "best_val_acc", num);
-    snprintf(num, sizeof num, "%lld", (long long)st->best_step);
-    cJSON_AddRawToObject(j, "best_step", num);
-    cJSON *rng = cJSON_AddArrayToObject(j, "rng");
-    for (int i = 0; i < st->n_rng; i++)
-        cJSON_AddItemToArray(rng, cJSON_CreateString(st->rng_hex[i]));
-    cJSON *cfg = cJSON_Parse(config_json);
-    if (cfg)
-        cJSON_AddItemToObject(j, "config", cfg);
-    char *text = cJSON_Print(j);
-    cJSON_Delete(j);
-    return text;
-}
-
-/* Removes a folder's files, then the folder (checkpoint folders hold no subfolders). */
+/* Removes a checkpoint folder: its marker first, made durable, so a crash halfway leaves an incomplete
+ * folder (swept by the next save) and never a "complete" one with files missing. */
 static void remove_dir(const char *dir)
 {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/COMPLETE", dir);
+    if (unlink(p) == 0)
+        fsync_path(dir, O_RDONLY | O_DIRECTORY);
     DIR *d = opendir(dir);
     if (!d)
         return;
     struct dirent *e;
-    char p[4200];
     while ((e = readdir(d)))
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
             snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
@@ -311,8 +261,8 @@ out_of_memory:
     return -1;
 }
 
-int tr_ckpt_save(const char *run_dir, const tr_ckpt_state *st, const mp_params *ps, const tr_adamw *o,
-                 const char *config_json, int keep_last, char *err, size_t errlen)
+int tr_ckpt_write(const char *run_dir, tr_ckpt_state *st, const mp_params *ps, const tr_adamw *o,
+                  const char *config_json, char *err, size_t errlen)
 {
     char ckdir[4096], final[4200], tmp[4210], p[4300];
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", run_dir);
@@ -339,13 +289,12 @@ int tr_ckpt_save(const char *run_dir, const tr_ckpt_state *st, const mp_params *
     list_free(&model);
     list_free(&moments);
 
-    file_sum sums[2];
     for (int i = 0; rc == 0 && i < 2; i++) {
-        snprintf(p, sizeof p, "%s/%s", tmp, tensor_files[i]);
-        rc = crc_file(p, &sums[i].crc, &sums[i].bytes, err, errlen);
+        snprintf(p, sizeof p, "%s/%s", tmp, tr_ckpt_tensor_files[i]);
+        rc = crc_file(p, &st->files[i].crc, &st->files[i].bytes, err, errlen);
     }
     if (rc == 0) {
-        char *text = state_json(st, sums, config_json);
+        char *text = tr_ckpt_state_to_json(st, config_json);
         snprintf(p, sizeof p, "%s/state.json", tmp);
         rc = text ? tr_write_file_atomic(p, text, strlen(text), err, errlen)
                   : md_fail(err, errlen, "checkpoint: out of memory");
@@ -356,23 +305,43 @@ int tr_ckpt_save(const char *run_dir, const tr_ckpt_state *st, const mp_params *
         if (rename(tmp, final) != 0 || fsync_path(ckdir, O_RDONLY | O_DIRECTORY) != 0)
             rc = md_fail(err, errlen, "%s: cannot publish: %s", final, strerror(errno));
     }
-    if (rc != 0) {
+    if (rc != 0)
         remove_dir(tmp);
-        return rc;
-    }
-    snprintf(p, sizeof p, "%s/COMPLETE", final);
+    return rc;
+}
+
+int tr_ckpt_mark_complete(const char *run_dir, int64_t step, int keep_last, int64_t keep_step, char *err,
+                          size_t errlen)
+{
+    char ckdir[4096], p[4300], keep[64];
+    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", run_dir);
+    snprintf(p, sizeof p, "%s/step-%08lld/COMPLETE", ckdir, (long long)step);
     char marker[64];
-    int ml = snprintf(marker, sizeof marker, "step %lld\n", (long long)st->step);
+    int ml = snprintf(marker, sizeof marker, "step %lld\n", (long long)step);
     if (tr_write_file_atomic(p, marker, (size_t)ml, err, errlen) != 0)
         return -1;
-
+    snprintf(keep, sizeof keep, "step-%08lld", (long long)keep_step);
+    char **old;
     int n = list_checkpoints(ckdir, &old, 0);
     for (int i = 0; i + keep_last < n; i++) {
+        if (keep_step > 0 && !strcmp(old[i], keep))
+            continue;
         snprintf(p, sizeof p, "%s/%s", ckdir, old[i]);
         remove_dir(p);
     }
     free_names(old, n > 0 ? n : 0);
     return 0;
+}
+
+int tr_ckpt_find_step(const char *run_dir, int64_t step, char *out, size_t outlen)
+{
+    char ckdir[4096], name[64];
+    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", run_dir);
+    snprintf(name, sizeof name, "step-%08lld", (long long)step);
+    if (!is_complete(ckdir, name))
+        return 0;
+    snprintf(out, outlen, "%s/%s", ckdir, name);
+    return 1;
 }
 
 int tr_ckpt_find_latest(const char *run_dir, char *out, size_t outlen, char *err, size_t errlen)
@@ -458,106 +427,31 @@ static char *read_text(const char *path, size_t *len)
     return text ? text : calloc(1, 1);
 }
 
-static int is_count(const cJSON *v) { return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 9007199254740992.0 && v->valuedouble == (double)(int64_t)v->valuedouble; }
-
-/* The first missing or malformed field of a state.json, NULL when all are well formed. */
-static const char *state_problem(const cJSON *j)
-{
-    const cJSON *sam = cJSON_GetObjectItem(j, "sampler"), *data = cJSON_GetObjectItem(j, "data");
-    const cJSON *files = cJSON_GetObjectItem(j, "files"), *rng = cJSON_GetObjectItem(j, "rng");
-    const cJSON *ws = cJSON_GetObjectItem(j, "world_size"), *dh = cJSON_GetObjectItem(data, "hash");
-    const cJSON *version = cJSON_GetObjectItem(j, "version"), *th = cJSON_GetObjectItem(j, "threads");
-    if (!is_count(cJSON_GetObjectItem(j, "step")))
-        return "step";
-    if (!cJSON_IsNumber(version) || version->valuedouble != 1)
-        return "version (this build reads 1)";
-    if (!is_count(cJSON_GetObjectItem(j, "seed")))
-        return "seed";
-    if (!is_count(cJSON_GetObjectItem(sam, "epoch")) || !is_count(cJSON_GetObjectItem(sam, "consumed")))
-        return "sampler";
-    if (!is_count(ws) || ws->valueint < 1)
-        return "world_size";
-    if (!is_count(th) || th->valuedouble > 1e6)
-        return "threads";
-    if (!cJSON_IsString(cJSON_GetObjectItem(j, "model_hash")))
-        return "model_hash";
-    if (!is_count(cJSON_GetObjectItem(data, "train_samples")) || !cJSON_IsString(dh) || strlen(dh->valuestring) != 16)
-        return "data";
-    for (int i = 0; i < 2; i++) {
-        const cJSON *f = cJSON_GetObjectItem(files, tensor_files[i]), *crc = cJSON_GetObjectItem(f, "crc32");
-        if (!is_count(cJSON_GetObjectItem(f, "bytes")) || !cJSON_IsString(crc) || strlen(crc->valuestring) != 8)
-            return "files";
-    }
-    if (!cJSON_IsArray(rng) || cJSON_GetArraySize(rng) != ws->valueint)
-        return "rng (one generator state per rank)";
-    const cJSON *r;
-    cJSON_ArrayForEach(r, rng) if (!cJSON_IsString(r)) return "rng (one generator state per rank)";
-    const cJSON *b = cJSON_GetObjectItem(j, "best_val_acc");
-    if (!cJSON_IsNumber(b) || b->valuedouble < 0 || b->valuedouble > 1 || !is_count(cJSON_GetObjectItem(j, "best_step")))
-        return "best_val_acc";
-    return NULL;
-}
-
-static int parse_state(const char *path, tr_ckpt_state *st, file_sum sums[2], char *err, size_t errlen)
+static int parse_state(const char *path, tr_ckpt_state *st, char *err, size_t errlen)
 {
     size_t len;
     char *text = read_text(path, &len);
     if (!text)
         return md_fail(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-    cJSON *j = cJSON_ParseWithLength(text, len);
+    int rc = tr_ckpt_state_parse(text, len, path, st, err, errlen);
     free(text);
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return md_fail(err, errlen, "%s: malformed JSON", path);
-    }
-    const char *bad = state_problem(j);
-    if (bad) {
-        cJSON_Delete(j);
-        return md_fail(err, errlen, "%s: field '%s' is missing or malformed", path, bad);
-    }
-    const cJSON *sam = cJSON_GetObjectItem(j, "sampler"), *data = cJSON_GetObjectItem(j, "data");
-    const cJSON *rng = cJSON_GetObjectItem(j, "rng");
-    st->step = (int64_t)cJSON_GetObjectItem(j, "step")->valuedouble;
-    st->sampler_epoch = (uint64_t)cJSON_GetObjectItem(sam, "epoch")->valuedouble;
-    st->sampler_consumed = (uint64_t)cJSON_GetObjectItem(sam, "consumed")->valuedouble;
-    st->world_size = cJSON_GetObjectItem(j, "world_size")->valueint;
-    st->threads = cJSON_GetObjectItem(j, "threads")->valueint;
-    snprintf(st->model_hash, sizeof st->model_hash, "%s", cJSON_GetObjectItem(j, "model_hash")->valuestring);
-    st->train_samples = (int64_t)cJSON_GetObjectItem(data, "train_samples")->valuedouble;
-    snprintf(st->data_hash, sizeof st->data_hash, "%s", cJSON_GetObjectItem(data, "hash")->valuestring);
-    st->seed = (int64_t)cJSON_GetObjectItem(j, "seed")->valuedouble;
-    for (int i = 0; i < 2; i++) {
-        const cJSON *f = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "files"), tensor_files[i]);
-        sums[i].bytes = (int64_t)cJSON_GetObjectItem(f, "bytes")->valuedouble;
-        sums[i].crc = (uint32_t)strtoul(cJSON_GetObjectItem(f, "crc32")->valuestring, NULL, 16);
-    }
-    st->best_val_acc = cJSON_GetObjectItem(j, "best_val_acc")->valuedouble;
-    st->best_step = (int64_t)cJSON_GetObjectItem(j, "best_step")->valuedouble;
-    st->n_rng = cJSON_GetArraySize(rng);
-    st->rng_hex = calloc((size_t)st->n_rng + 1, sizeof *st->rng_hex);
-    int rc = st->rng_hex ? 0 : md_fail(err, errlen, "%s: out of memory", path);
-    for (int i = 0; rc == 0 && i < st->n_rng; i++)
-        if (!(st->rng_hex[i] = strdup(cJSON_GetArrayItem(rng, i)->valuestring)))
-            rc = md_fail(err, errlen, "%s: out of memory", path);
-    cJSON_Delete(j);
-    if (rc)
-        tr_ckpt_state_free(st);
     return rc;
 }
 
 /* A damaged tensor file is refused before any of it is loaded. */
-static int verify_files(const char *dir, const file_sum sums[2], char *err, size_t errlen)
+static int verify_files(const char *dir, const tr_ckpt_state *st, char *err, size_t errlen)
 {
     char p[4200];
     for (int i = 0; i < 2; i++) {
-        file_sum got;
-        snprintf(p, sizeof p, "%s/%s", dir, tensor_files[i]);
-        if (crc_file(p, &got.crc, &got.bytes, err, errlen))
+        uint32_t crc;
+        int64_t bytes;
+        snprintf(p, sizeof p, "%s/%s", dir, tr_ckpt_tensor_files[i]);
+        if (crc_file(p, &crc, &bytes, err, errlen))
             return -1;
-        if (got.bytes != sums[i].bytes || got.crc != sums[i].crc)
+        if (bytes != st->files[i].bytes || crc != st->files[i].crc)
             return md_fail(err, errlen, "%s: damaged (%lld bytes, crc32 %08x; state.json says %lld bytes, crc32 %08x); "
-                        "remove its checkpoint folder to resume from an older one", p, (long long)got.bytes,
-                        (unsigned)got.crc, (long long)sums[i].bytes, (unsigned)sums[i].crc);
+                        "remove its checkpoint folder to resume from an older one", p, (long long)bytes,
+                        (unsigned)crc, (long long)st->files[i].bytes, (unsigned)st->files[i].crc);
     }
     return 0;
 }
@@ -566,10 +460,8 @@ int tr_ckpt_load(const char *dir, const char *model_hash, tr_ckpt_state *st, mp_
                  size_t errlen)
 {
     char p[4200];
-    file_sum sums[2];
-    memset(st, 0, sizeof *st);
     snprintf(p, sizeof p, "%s/state.json", dir);
-    if (parse_state(p, st, sums, err, errlen) != 0)
+    if (parse_state(p, st, err, errlen) != 0)
         return -1;
     int rc = 0;
     const char *base = strrchr(dir, '/');
@@ -581,30 +473,21 @@ int tr_ckpt_load(const char *dir, const char *model_hash, tr_ckpt_state *st, mp_
         rc = md_fail(err, errlen, "%s was trained with another model configuration (model hash %s, this config's %s)", dir,
                   st->model_hash, model_hash);
     if (rc == 0)
-        rc = verify_files(dir, sums, err, errlen);
+        rc = verify_files(dir, st, err, errlen);
     tensor_list model = {0}, moments = {0};
-    if (rc == 0 && (list_model(&model, ps) || list_moments(&moments, ps, o)))
+    if (rc == 0 && (list_model(&model, ps) || (o && list_moments(&moments, ps, o))))
         rc = md_fail(err, errlen, "checkpoint: out of memory");
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     if (rc == 0)
         rc = load_file(p, model.n, model.names, model.ts, err, errlen);
     snprintf(p, sizeof p, "%s/optim.safetensors", dir);
-    if (rc == 0)
+    if (rc == 0 && o)
         rc = load_file(p, moments.n, moments.names, moments.ts, err, errlen);
-    if (rc == 0)
+    if (rc == 0 && o)
         o->step = st->step;
     list_free(&model);
     list_free(&moments);
     if (rc != 0)
         tr_ckpt_state_free(st);
     return rc;
-}
-
-void tr_ckpt_state_free(tr_ckpt_state *st)
-{
-    for (int i = 0; i < st->n_rng; i++)
-        free(st->rng_hex[i]);
-    free(st->rng_hex);
-    st->rng_hex = NULL;
-    st->n_rng = 0;
 }

@@ -104,6 +104,25 @@ static const struct field {
     R("train.beta1", train.beta1, 0.9, 0, 0.999999, "AdamW beta1"),
     R("train.beta2", train.beta2, 0.999, 0, 0.999999999, "AdamW beta2"),
     R("train.eps", train.eps, 1e-8, 0, 1, "AdamW epsilon"),
+    I("train.grad_accum", train.grad_accum, 1, 1, 1e6, "micro-batches per optimizer step (gradients summed; communication only on the last)"),
+    I("train.epochs", train.epochs, 0, 0, 1e9, "stop after this many epochs too (0: train.max_steps alone)"),
+    I("train.eval_each_epoch", train.eval_each_epoch, 0, 0, 1, "1: also validate at the end of every epoch (the seed's)"),
+    R("train.clip_norm", train.clip_norm, 0, 0, 1e9, "clip the global gradient L2 norm to this (0: no clipping; the seed's 1.0)"),
+    R("train.encoder_lr_scale", train.encoder_lr_scale, 1, 0, 1e3, "learning-rate factor of the pretrained encoders (bert.*, wav2vec2.*; the seed's 0.1)"),
+    E("train.loss", train.loss, "ce,focal", "cross-entropy, or focal loss (the seed's)"),
+    R("train.focal_gamma", train.focal_gamma, 2, 0, 100, "focal loss gamma"),
+    E("train.class_weights", train.class_weights, "none,balanced", "per-class loss weights: none, or n / (classes x count) from the training split"),
+    E("train.best_metric", train.best_metric, "accuracy,macro_f1,weighted_f1,loss", "validation metric that picks the best checkpoint (kept besides the last ones)"),
+    E("train.stop_metric", train.stop_metric, "loss,accuracy,macro_f1,weighted_f1", "validation metric early stopping watches"),
+    I("train.patience", train.patience, 0, 0, 1e9, "stop after this many validations without improvement (0: never; the seed's 5)"),
+    R("train.min_delta", train.min_delta, 0, 0, 1e9, "smallest change of train.stop_metric that counts as an improvement"),
+    I("train.overlap", train.overlap, 1, 0, 1, "1: all-reduce gradient buckets while backward runs; 0: after it"),
+    R("train.bucket_mb", train.bucket_mb, 25, 0.001, 1e5, "gradient bucket size in MB (the first bucket: train.first_bucket_mb)"),
+    R("train.first_bucket_mb", train.first_bucket_mb, 1, 0.001, 1e5, "size of the first gradient bucket (the last layers'), in MB"),
+    R("train.comm_timeout", train.comm_timeout, 60, 0, 1e6, "seconds a collective may wait before the job is ended (a dead or hung rank; 0: forever)"),
+    E("train.device", train.device, "cpu,cuda", "where each rank trains: cpu, or cuda (the GPU of its local rank; gradients through NCCL)"),
+    I("train.bf16", train.bf16, 1, 0, 1, "1: bf16 autocast of the forward on CUDA (ignored on the CPU)"),
+    R("train.checkpoint_timeout", train.checkpoint_timeout, 1800, 0, 1e6, "seconds the other ranks wait for rank 0 to write a checkpoint"),
 #undef I
 #undef R
 #undef S
@@ -111,6 +130,12 @@ static const struct field {
 #undef L
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
+
+const char *tr_metric_name(int64_t metric)
+{
+    static const char *const names[] = {"accuracy", "macro_f1", "weighted_f1", "loss"};
+    return metric >= 0 && metric < 4 ? names[metric] : "?";
+}
 
 void tr_config_print_fields(void *file)
 {
@@ -186,6 +211,13 @@ static int check_known(const cJSON *o, const char *prefix, const char *src, char
     {
         char key[256];
         snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", c->string);
+        /* "train.lr" as one key would name a field the reader never finds: the value would be ignored. */
+        if (strchr(c->string, '.'))
+            return md_fail(err, errlen, "%s: key '%s' has a dot: nest it ({\"%.*s\": {\"%s\": ...}})", src, key,
+                           (int)strcspn(c->string, "."), c->string, strchr(c->string, '.') + 1);
+        for (const cJSON *d = c->next; d; d = d->next)
+            if (!strcmp(d->string, c->string))
+                return md_fail(err, errlen, "%s: field '%s' appears twice", src, key);
         if (cJSON_IsObject(c)) {
             if (check_known(c, key, src, err, errlen))
                 return -1;
@@ -351,14 +383,19 @@ static void exact_numbers(cJSON *o)
     }
 }
 
-static void hash_model(const cJSON *root, char out[17])
+static void hash_text(const char *s, char out[17])
 {
-    char *s = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(root, "model"));
     uint64_t h = 1469598103934665603ull;
     for (const char *p = s; p && *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    free(s);
     snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+static void hash_model(const cJSON *root, char out[17])
+{
+    char *s = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(root, "model"));
+    hash_text(s, out);
+    free(s);
 }
 
 static int by_name(const void *a, const void *b)
@@ -434,6 +471,7 @@ int tr_config_load(const char *path, char *const *sets, int n_sets, tr_config *o
         exact_numbers(root);
         hash_model(root, out->model_hash);
         out->json = cJSON_PrintUnformatted(root);
+        hash_text(out->json, out->config_hash);
     }
     cJSON_Delete(root);
     return rc;

@@ -12,6 +12,14 @@
 /* model.kind: the skeleton's text + metadata model, or one of the seed's two fusion models. */
 enum tr_model_kind { TR_MODEL_TEXT, TR_MODEL_AUDIO, TR_MODEL_VIDEO };
 
+/* train.loss, train.class_weights, train.best_metric / train.stop_metric, train.device. */
+enum tr_loss { TR_LOSS_CE, TR_LOSS_FOCAL };
+enum tr_class_weights { TR_WEIGHTS_NONE, TR_WEIGHTS_BALANCED };
+enum tr_metric { TR_METRIC_ACCURACY, TR_METRIC_MACRO_F1, TR_METRIC_WEIGHTED_F1, TR_METRIC_LOSS };
+enum tr_device { TR_DEVICE_CPU, TR_DEVICE_CUDA };
+/* "accuracy", "macro_f1", "weighted_f1", "loss". */
+const char *tr_metric_name(int64_t metric);
+
 #define TR_MAX_LIST 6
 
 typedef struct {
@@ -51,9 +59,21 @@ typedef struct {
         int64_t batch_size, max_steps, warmup_steps, decay_steps, log_every, eval_every, checkpoint_every;
         int64_t keep_last, threads, seed, drop_last;
         double lr, weight_decay, beta1, beta2, eps;
+        int64_t grad_accum, epochs, eval_each_epoch;
+        double clip_norm, encoder_lr_scale;
+        int64_t loss, class_weights;            /* enum tr_loss, enum tr_class_weights */
+        double focal_gamma;
+        int64_t best_metric, stop_metric;       /* enum tr_metric */
+        int64_t patience;
+        double min_delta;
+        int64_t overlap;
+        double bucket_mb, first_bucket_mb;
+        double comm_timeout, checkpoint_timeout;
+        int64_t device, bf16;                   /* enum tr_device */
     } train;
     char *json;        /* the effective configuration, canonical JSON (caller frees via tr_config_free) */
     char model_hash[17]; /* hex FNV-1a of the model section: a checkpoint only resumes into the same model */
+    char config_hash[17]; /* hex FNV-1a of the whole effective configuration */
 } tr_config;
 
 /* path may be NULL (defaults only). sets: "a.b=value" strings; value parsed as JSON when it is

@@ -40,6 +40,7 @@ void tr_adamw_free(tr_adamw *o)
         tc_scope_free(o->scope);
     free(o->exp_avg);
     free(o->exp_avg_sq);
+    free(o->lr_scale);
     memset(o, 0, sizeof *o);
 }
 
@@ -52,11 +53,29 @@ int tr_adamw_step(tr_adamw *o, const mp_params *ps, const tr_config *cfg, double
         tc_tensor *g = o->exp_avg[i] ? tc_grad(ps->v[i].t) : NULL;
         if (!g)
             continue;
-        rc = tc_adamw_step(ps->v[i].t, g, o->exp_avg[i], o->exp_avg_sq[i], o->step, lr, cfg->train.beta1,
+        double lr_i = o->lr_scale ? lr * o->lr_scale[i] : lr;
+        rc = tc_adamw_step(ps->v[i].t, g, o->exp_avg[i], o->exp_avg_sq[i], o->step, lr_i, cfg->train.beta1,
                            cfg->train.beta2, cfg->train.eps, cfg->train.weight_decay);
     }
     int end = tc_scope_end(s);
     return rc != TC_OK ? rc : end;
+}
+
+int tr_adamw_set_group(tr_adamw *o, const mp_params *ps, const char *prefixes, double scale)
+{
+    if (!o->lr_scale && !(o->lr_scale = malloc(((size_t)ps->n + 1) * sizeof *o->lr_scale)))
+        return TC_ENOMEM;
+    for (int i = 0; i < ps->n; i++) {
+        const char *p = prefixes;
+        int member = 0;
+        while (!member && *p) {
+            size_t len = strcspn(p, ",");
+            member = len && !strncmp(ps->v[i].name, p, len);
+            p += len + (p[len] == ',');
+        }
+        o->lr_scale[i] = member ? (float)scale : 1.0f;
+    }
+    return TC_OK;
 }
 
 double tr_lr_at(const tr_config *cfg, int64_t step)

@@ -40,19 +40,42 @@ int tr_run_agree(tr_run *r, int local_rc)
 tc_generator *tr_run_dropout_gen(const tr_run *r, int64_t step)
 {
     uint64_t seed = (uint64_t)r->cfg.train.seed * 1000003u + (uint64_t)step * 7919u + (uint64_t)r->rank + 1;
-    return tc_generator_new(seed, (tc_device){TC_CPU, 0});
+    return tc_generator_new(seed, r->dev);
 }
 
-/* FNV-1a over every parameter's bytes: equal on all ranks while replicas are identical. */
+const void *tr_run_host_bytes(tc_tensor *t, tr_host_buf *buf)
+{
+    const void *p = tc_data_ptr(t);
+    size_t n = (size_t)tc_numel(t) * tc_dtype_size(tc_dtype_of(t));
+    if (p)
+        return p;
+    if (n > buf->cap) {
+        void *grown = realloc(buf->data, n);
+        if (!grown)
+            return NULL;
+        buf->data = grown;
+        buf->cap = n;
+    }
+    return tc_copy_to_host(t, buf->data, n) == TC_OK ? buf->data : NULL;
+}
+
+/* FNV-1a over every parameter's bytes: equal on all ranks while replicas are identical (0 when a
+ * parameter cannot be read, which the comparison then reports). */
 static uint64_t params_hash(const mp_params *ps)
 {
     uint64_t h = 1469598103934665603ull;
+    tr_host_buf buf = {0};
     for (int i = 0; i < ps->n; i++) {
-        const unsigned char *p = tc_data_ptr(ps->v[i].t);
+        const unsigned char *p = tr_run_host_bytes(ps->v[i].t, &buf);
         size_t n = (size_t)tc_numel(ps->v[i].t) * sizeof(float);
+        if (!p) {
+            h = 0;
+            break;
+        }
         for (size_t k = 0; k < n; k++)
             h = (h ^ p[k]) * 1099511628211ull;
     }
+    free(buf.data);
     return h;
 }
 
@@ -137,8 +160,11 @@ static int write_checkpoint(tr_run *r, const unsigned char *all, size_t len)
     tr_ckpt_state st = {.step = r->step, .sampler_epoch = pos.epoch, .sampler_consumed = pos.consumed,
                         .world_size = r->world, .threads = r->threads, .seed = r->cfg.train.seed,
                         .train_samples = (int64_t)ds_loader_count(r->loader, "train"), .n_rng = r->world,
-                        .best_val_acc = r->best_acc, .best_step = r->best_step};
+                        .best_value = r->best_value, .best_step = r->best_step, .stop_best = r->stop_best,
+                        .stop_bad = r->stop_bad, .evals = r->evals};
+    snprintf(st.best_metric, sizeof st.best_metric, "%s", tr_metric_name(r->cfg.train.best_metric));
     memcpy(st.model_hash, r->cfg.model_hash, sizeof st.model_hash);
+    memcpy(st.config_hash, r->cfg.config_hash, sizeof st.config_hash);
     data_hash(ds_loader_manifest(r->loader), st.data_hash);
     st.rng_hex = calloc((size_t)r->world, sizeof *st.rng_hex);
     int rc = st.rng_hex ? 0 : -1;
@@ -147,8 +173,7 @@ static int write_checkpoint(tr_run *r, const unsigned char *all, size_t len)
     if (rc)
         snprintf(r->err, sizeof r->err, "checkpoint: out of memory");
     else
-        rc = tr_ckpt_save(r->out, &st, tr_model_params(&r->model), &r->opt, r->cfg.json, (int)r->cfg.train.keep_last, r->err,
-                          sizeof r->err);
+        rc = tr_ckpt_write(r->out, &st, tr_model_params(&r->model), &r->opt, r->cfg.json, r->err, sizeof r->err);
     tr_ckpt_state_free(&st);
     return rc;
 }
@@ -173,11 +198,23 @@ int tr_run_save(tr_run *r)
      * collective the others skipped; the outcome is agreed on below. */
     if (comm_allgather(r->g, mine, all, len, rc ? NULL : r->err, rc ? 0 : sizeof r->err))
         rc = -1;
+    /* The other ranks wait here while rank 0 writes: a slow disk is not a dead rank. */
+    comm_set_timeout(r->g, r->cfg.train.checkpoint_timeout);
     if (rc == 0 && r->rank == 0)
         rc = write_checkpoint(r, all, len);
     free(mine);
     free(all);
-    if (tr_run_agree(r, rc))
+    /* The marker only once every rank knows the folder is whole. */
+    if (tr_run_agree(r, rc) == 0) {
+        rc = r->rank == 0 ? tr_ckpt_mark_complete(r->out, r->step, (int)r->cfg.train.keep_last, r->best_step, r->err,
+                                                  sizeof r->err)
+                          : 0;
+        rc = tr_run_agree(r, rc);
+    } else {
+        rc = -1;
+    }
+    comm_set_timeout(r->g, r->cfg.train.comm_timeout);
+    if (rc)
         return -1;
     tr_run_say(r, "checkpoint: step %lld saved to %s/checkpoints", (long long)r->step, r->out);
     return 0;
@@ -247,10 +284,21 @@ static int load_checkpoint(tr_run *r, const char *dir)
     if (rc == 0 && st.threads != r->threads)
         tr_run_say(r, "resume: %d threads per rank where the checkpoint had %d: results may differ in the last bits",
                    r->threads, st.threads);
+    if (rc == 0 && st.config_hash[0] && strcmp(st.config_hash, r->cfg.config_hash))
+        tr_run_say(r, "resume: the configuration differs from the checkpoint's (config hash %s, now %s): "
+                   "see %s/state.json's \"config\"", st.config_hash, r->cfg.config_hash, dir);
     if (rc == 0) {
         r->step = st.step;
-        r->best_acc = st.best_val_acc;
-        r->best_step = st.best_step;
+        r->stop_best = st.stop_best;
+        r->stop_bad = st.stop_bad;
+        r->evals = st.evals;
+        if (!strcmp(st.best_metric, tr_metric_name(r->cfg.train.best_metric))) {
+            r->best_value = st.best_value;
+            r->best_step = st.best_step;
+        } else {
+            tr_run_say(r, "resume: the best checkpoint was chosen by val %s, now by %s: the best starts over",
+                       st.best_metric, tr_metric_name(r->cfg.train.best_metric));
+        }
     }
     tr_ckpt_state_free(&st);
     return rc;

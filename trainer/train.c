@@ -7,24 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "dataset/prefetch.h"
-#include "dataset/record.h"
-#include "models/hf_export.h"
-#include "models/safetensors.h"
-#include "trainer/batch.h"
 #include "trainer/commands.h"
-#include "trainer/evaluate.h"
 #include "trainer/run.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "trainer/stop.h"
 
 static void usage(FILE *f)
 {
@@ -50,7 +37,7 @@ static void usage(FILE *f)
 
 /* A bar only for a person watching: rank 0's terminal. Launchers hand every rank a pty even when
  * their own output goes to a file, so under one the bar is opt-in. */
-static int show_progress(const tr_run *r)
+int tr_run_show_progress(const tr_run *r)
 {
     if (r->rank != 0 || r->quiet || !tr_progress_tty())
         return 0;
@@ -69,265 +56,118 @@ static int build_model(tr_run *r)
                        sizeof r->err))
         return -1;
     mp_params *ps = tr_model_params(&r->model);
-    r->flat_n = 0;
+    for (int i = 0; r->dev.type != TC_CPU && i < ps->n; i++)
+        if (tc_param_to_device(ps->v[i].t, r->dev) != TC_OK) {
+            snprintf(r->err, sizeof r->err, "model: cannot move '%s' to CUDA device %d: %s", ps->v[i].name, r->dev.index,
+                     tc_last_error());
+            return -1;
+        }
+    r->trained = 0;
     for (int i = 0; i < ps->n; i++)
-        if (mp_trainable(&ps->v[i]))
-            r->flat_n += (size_t)tc_numel(ps->v[i].t);
-    r->flat = malloc((r->flat_n ? r->flat_n : 1) * sizeof *r->flat);
-    if (!r->flat || tr_adamw_init(&r->opt, ps) != TC_OK) {
-        snprintf(r->err, sizeof r->err, "model: out of memory for %zu trainable parameters", r->flat_n);
+        if (mp_trainable(&ps->v[i])) {
+            r->trained += (size_t)tc_numel(ps->v[i].t);
+            tc_zero_grad(ps->v[i].t);
+        }
+    if (tr_adamw_init(&r->opt, ps) != TC_OK ||
+        (c->train.encoder_lr_scale != 1.0 && tr_adamw_set_group(&r->opt, ps, "bert.,wav2vec2.", c->train.encoder_lr_scale) != TC_OK)) {
+        snprintf(r->err, sizeof r->err, "model: out of memory for the optimizer of %zu parameters", r->trained);
         return -1;
     }
-    for (int i = 0; i < ps->n; i++)
-        if (mp_trainable(&ps->v[i]))
-            tc_zero_grad(ps->v[i].t);
-    return 0;
+    return tr_loss_init(&r->loss, c, ds_loader_manifest(r->loader), r->err, sizeof r->err);
 }
 
+struct tr_grad_slot {
+    tr_run *run;
+    int index; /* among the trained parameters: the reducer's numbering */
+};
+
+static void on_grad_ready(void *user, tc_tensor *param)
+{
+    (void)param;
+    struct tr_grad_slot *slot = user;
+    comm_reducer_ready(slot->run->reducer, slot->index);
+}
+
+/* COLLECTIVE. The reducer over the trained parameters' gradient buffers (their addresses stay put:
+ * tc_zero_grad allocated them), fed by a gradient-ready hook on each. */
+static int make_reducer(tr_run *r)
+{
+    const tr_config *c = &r->cfg;
+    mp_params *ps = tr_model_params(&r->model);
+    float **grads = calloc((size_t)ps->n + 1, sizeof *grads);
+    size_t *counts = calloc((size_t)ps->n + 1, sizeof *counts);
+    r->slots = calloc((size_t)ps->n + 1, sizeof *r->slots);
+    int n = 0, rc = grads && counts && r->slots ? 0 : -1;
+    for (int i = 0; rc == 0 && i < ps->n; i++) {
+        if (!mp_trainable(&ps->v[i]))
+            continue;
+        tc_scope *s = tc_scope_begin();
+        grads[n] = tc_device_ptr(tc_grad(ps->v[i].t));
+        tc_scope_end(s);
+        counts[n] = (size_t)tc_numel(ps->v[i].t);
+        r->slots[n] = (struct tr_grad_slot){r, n};
+        if (tc_grad_ready_hook(ps->v[i].t, on_grad_ready, &r->slots[n]) != TC_OK)
+            rc = -1;
+        n++;
+    }
+    if (rc)
+        snprintf(r->err, sizeof r->err, "reducer: %s", tc_last_error()[0] ? tc_last_error() : "out of memory");
+    comm_reducer_opts o = {.bucket_bytes = (size_t)(c->train.bucket_mb * 1048576.0),
+                           .first_bucket_bytes = (size_t)(c->train.first_bucket_mb * 1048576.0),
+                           .overlap = (int)c->train.overlap,
+                           .wire = COMM_F32,
+                           .nccl = r->nccl};
+    /* Every rank enters the collective creation, even after a local failure (agreed on below). */
+    if (comm_reducer_new(r->g, grads, counts, rc ? 0 : n, &o, &r->reducer, rc ? NULL : r->err, rc ? 0 : sizeof r->err))
+        rc = -1;
+    free(grads);
+    free(counts);
+    return rc;
+}
+
+/* COLLECTIVE. GPU ranks exchange gradients through NCCL (its id bootstrapped over the group). */
+static int join_nccl(tr_run *r)
+{
+    if (r->dev.type == TC_CPU || r->world == 1)
+        return 0;
+    return comm_nccl_init(r->g, &r->nccl, r->err, sizeof r->err) ? -1 : 0;
+}
+
+/* train.max_steps, or fewer when train.epochs ends the run first. */
+static int64_t last_step(const tr_run *r)
+{
+    const tr_config *c = &r->cfg;
+    if (!c->train.epochs)
+        return c->train.max_steps;
+    int64_t steps = (int64_t)ds_sampler_steps_per_epoch(&r->sampler) * c->train.epochs / c->train.grad_accum;
+    return steps < c->train.max_steps ? steps : c->train.max_steps;
+}
+
+/* Rank 0's weights to every rank, through host memory (parameters on a GPU go by a copy). */
 static int broadcast_weights(tr_run *r)
 {
     mp_params *ps = tr_model_params(&r->model);
-    for (int i = 0; i < ps->n; i++) {
-        tc_tensor *p = ps->v[i].t;
-        if (comm_broadcast(r->g, tc_data_ptr(p), (size_t)tc_numel(p) * sizeof(float), 0, r->err, sizeof r->err))
-            return -1;
-    }
-    return 0;
-}
-
-/* Averages every trainable parameter's gradient across ranks with one all-reduce of the packed
- * gradients. */
-static int allreduce_grads(tr_run *r)
-{
-    mp_params *ps = tr_model_params(&r->model);
-    size_t off = 0;
-    for (int i = 0; i < ps->n; i++) {
-        if (!mp_trainable(&ps->v[i]))
-            continue;
-        size_t n = (size_t)tc_numel(ps->v[i].t);
-        tc_scope *s = tc_scope_begin();
-        memcpy(r->flat + off, tc_data_ptr(tc_grad(ps->v[i].t)), n * sizeof(float));
-        tc_scope_end(s);
-        off += n;
-    }
-    if (r->world > 1 && comm_allreduce(r->g, r->flat, r->flat_n, COMM_F32, COMM_AVG, r->err, sizeof r->err))
-        return -1;
-    off = 0;
-    for (int i = 0; i < ps->n; i++) {
-        if (!mp_trainable(&ps->v[i]))
-            continue;
-        size_t n = (size_t)tc_numel(ps->v[i].t);
-        tc_scope *s = tc_scope_begin();
-        memcpy(tc_data_ptr(tc_grad(ps->v[i].t)), r->flat + off, n * sizeof(float));
-        tc_scope_end(s);
-        off += n;
-    }
-    return 0;
-}
-
-/* One optimizer step on this rank's slice; *loss receives the mean loss over all ranks. */
-static int train_step(tr_run *r, ds_batch *b, double *loss)
-{
-    mp_params *ps = tr_model_params(&r->model);
-    long long next = (long long)r->step + 1;
-    for (int i = 0; i < ps->n; i++)
-        if (mp_trainable(&ps->v[i]))
-            tc_zero_grad(ps->v[i].t);
-    tc_scope *s = tc_scope_begin();
-    tc_tensor *logits = tr_model_forward(&r->model, b, 1, r->dropout_gen);
-    tc_tensor *y = tc_from_blob(tr_batch_labels(b, r->cfg.model.num_classes), (int64_t[]){b->B}, 1, TC_I64);
-    tc_tensor *l = tc_cross_entropy(logits, y, NULL);
-    double local = l ? tc_item(l) : 0.0;
-    int rc = l ? tc_backward(l) : TC_EINVAL;
-    int end = tc_scope_end(s);
-    if (rc != TC_OK || end != TC_OK) {
-        snprintf(r->err, sizeof r->err, "step %lld: forward/backward failed: %s", next, tc_last_error());
-        return -1;
-    }
-    if (allreduce_grads(r))
-        return -1;
-    if (tr_adamw_step(&r->opt, ps, &r->cfg, tr_lr_at(&r->cfg, r->step + 1)) != TC_OK) {
-        snprintf(r->err, sizeof r->err, "step %lld: optimizer failed: %s", next, tc_last_error());
-        return -1;
-    }
-    *loss = local;
-    return r->world > 1 ? comm_allreduce(r->g, loss, 1, COMM_F64, COMM_AVG, r->err, sizeof r->err) : 0;
-}
-
-static int validate(tr_run *r)
-{
-    tr_metrics m;
-    double loss;
-    tr_progress_clear(&r->bar);
-    if (tr_evaluate(r->g, r->loader, &r->model, &r->cfg, "val", show_progress(r), &m, &loss, r->err, sizeof r->err))
-        return -1;
-    tr_run_say(r, "eval val step %lld: accuracy %.4f  weighted F1 %.4f  macro F1 %.4f  loss %.4f  (%lld samples)",
-               (long long)r->step, m.accuracy, m.weighted_f1, m.macro_f1, loss, (long long)m.total);
-    if (r->metrics) {
-        fprintf(r->metrics,
-                "{\"event\":\"eval\",\"step\":%lld,\"split\":\"val\",\"accuracy\":%.17g,\"weighted_f1\":%.17g,"
-                "\"macro_f1\":%.17g,\"weighted_precision\":%.17g,\"weighted_recall\":%.17g,\"loss\":%.17g,"
-                "\"samples\":%lld}\n",
-                (long long)r->step, m.accuracy, m.weighted_f1, m.macro_f1, m.weighted_precision, m.weighted_recall,
-                loss, (long long)m.total);
-        fflush(r->metrics);
-    }
-    if (m.accuracy > r->best_acc || r->best_step == 0) {
-        r->best_acc = m.accuracy;
-        r->best_step = r->step;
-    }
-    return 0;
-}
-
-/* The fusion models' encoders also as Hugging Face model folders (RUNDIR/hf/bert, RUNDIR/hf/wav2vec2) in
- * the layout save_pretrained writes, which model.*.config and model.*.weights load as they are. */
-static int export_encoders(tr_run *r)
-{
-    if (r->model.kind == TR_MODEL_TEXT)
-        return 0;
-    mf_model *m = &r->model.fusion;
-    char dir[4200];
-    char *json = bert_config_to_hf(&m->cfg.bert);
-    snprintf(dir, sizeof dir, "%s/hf/bert", r->out);
-    int rc = json ? hf_export(&m->params, "bert", dir, json, r->err, sizeof r->err) : -1;
-    free(json);
-    if (rc == 0 && m->cfg.kind == MF_AUDIO) {
-        json = w2v_config_to_hf(&m->cfg.audio);
-        snprintf(dir, sizeof dir, "%s/hf/wav2vec2", r->out);
-        rc = json ? hf_export(&m->params, "wav2vec2", dir, json, r->err, sizeof r->err) : -1;
-        free(json);
-    }
-    if (rc && !r->err[0])
-        snprintf(r->err, sizeof r->err, "export: out of memory");
-    return rc;
-}
-
-static int export_final(tr_run *r)
-{
-    const mp_params *ps = tr_model_params(&r->model);
-    st_tensor *v = calloc((size_t)ps->n, sizeof *v);
-    if (!v) {
-        snprintf(r->err, sizeof r->err, "export: out of memory");
-        return -1;
-    }
-    for (int i = 0; i < ps->n; i++) {
-        v[i] = (st_tensor){.name = ps->v[i].name, .dtype = ST_F32, .ndim = tc_ndim(ps->v[i].t),
-                           .data = tc_data_ptr(ps->v[i].t),
-                           .nbytes = (size_t)tc_numel(ps->v[i].t) * sizeof(float)};
-        for (int d = 0; d < v[i].ndim; d++)
-            v[i].shape[d] = tc_size(ps->v[i].t, d);
-    }
-    char path[4200];
-    snprintf(path, sizeof path, "%s/model.safetensors", r->out);
-    int rc = r->rank == 0 ? st_write(path, v, (size_t)ps->n, NULL, 0, r->err, sizeof r->err) : 0;
-    if (rc == 0 && r->save_all_ranks) {
-        snprintf(path, sizeof path, "%s/model-rank%d.safetensors", r->out, r->rank);
-        rc = st_write(path, v, (size_t)ps->n, NULL, 0, r->err, sizeof r->err);
-    }
-    free(v);
-    if (rc == 0 && r->rank == 0)
-        rc = export_encoders(r);
-    return rc;
-}
-
-static void log_step(tr_run *r, double loss, double *loss_sum, int64_t *logged_at, double *t0)
-{
-    const tr_config *c = &r->cfg;
-    *loss_sum += loss;
-    if (r->metrics) {
-        fprintf(r->metrics, "{\"event\":\"train\",\"step\":%lld,\"epoch\":%llu,\"loss\":%.17g,\"lr\":%.17g}\n",
-                (long long)r->step, (unsigned long long)r->sampler.epoch, loss, tr_lr_at(c, r->step));
-        fflush(r->metrics);
-    }
-    char status[64];
-    snprintf(status, sizeof status, "epoch %llu  loss %.4f", (unsigned long long)r->sampler.epoch, loss);
-    tr_progress_update(&r->bar, r->step, status);
-    if (r->step % c->train.log_every && r->step != c->train.max_steps)
-        return;
-    double dt = now_s() - *t0, steps = (double)(r->step - *logged_at);
-    tr_run_say(r, "step %lld/%lld  epoch %llu  loss %.4f  lr %.2e  %.1f samples/s", (long long)r->step,
-               (long long)c->train.max_steps, (unsigned long long)r->sampler.epoch, *loss_sum / steps,
-               tr_lr_at(c, r->step), steps * (double)(c->train.batch_size * r->world) / (dt > 0 ? dt : 1));
-    *t0 = now_s();
-    *loss_sum = 0;
-    *logged_at = r->step;
-}
-
-/* The prefetcher of the training split, from the sampler's position (the last consumed batch's), for
- * the steps left. */
-static int open_prefetch(tr_run *r, ds_prefetch **pf)
-{
-    const tr_config *c = &r->cfg;
-    ds_prefetch_opts po = {.threads = (int)c->data.loader_threads,
-                           .depth = (int)c->data.prefetch_depth,
-                           .shape = tr_model_batch_shape(c, ds_loader_manifest(r->loader)),
-                           .roll_epochs = 1, .max_batches = (uint64_t)(c->train.max_steps - r->step),
-                           .allocator = tr_batch_allocator(tc_device_of(tr_model_params(&r->model)->v[0].t))};
-    return ds_prefetch_open(r->loader, "train", &r->sampler, &po, pf, r->err, sizeof r->err);
-}
-
-/* After a step: the run's sampler moves to the position after the batch just consumed (into the next
- * epoch's order when the prefetcher rolled over), which is what a checkpoint saves. */
-static int advance_sampler(tr_run *r, const ds_prefetch_item *it)
-{
-    return ds_sampler_set_position(&r->sampler, &it->after, r->err, sizeof r->err) ? -1 : 0;
-}
-
-static int train_loop(tr_run *r)
-{
-    const tr_config *c = &r->cfg;
-    if (r->step > c->train.max_steps) {
-        snprintf(r->err, sizeof r->err, "the checkpoint is at step %lld, past train.max_steps (%lld)",
-                 (long long)r->step, (long long)c->train.max_steps);
-        return tr_run_agree(r, -1);
-    }
-    const tr_model *m = &r->model;
-    if (m->bert_import.loaded)
-        tr_run_say(r, "model: text encoder from %s: %d tensors (%d pretraining tensors ignored)", c->model.bert.weights,
-                   m->bert_import.loaded, m->bert_import.ignored);
-    if (m->audio_import.loaded)
-        tr_run_say(r, "model: audio encoder from %s: %d tensors (%d pretraining tensors ignored)", c->model.audio.weights,
-                   m->audio_import.loaded, m->audio_import.ignored);
-    if (r->step == c->train.max_steps)
-        tr_run_say(r, "train: the run is at train.max_steps (%lld) already: nothing to train", (long long)r->step);
-    else
-        tr_run_say(r, "train: %zu samples, %d rank%s x batch %lld, %zu steps per epoch, %zu parameters (%zu trained), %d thread%s per rank",
-                   ds_loader_count(r->loader, "train"), r->world, r->world > 1 ? "s" : "", (long long)c->train.batch_size,
-                   ds_sampler_steps_per_epoch(&r->sampler), mp_numel(tr_model_params(&r->model)), r->flat_n, r->threads, r->threads > 1 ? "s" : "");
-    ds_prefetch *pf = NULL;
-    if (r->step < c->train.max_steps && open_prefetch(r, &pf))
-        return -1;
-    double t0 = now_s(), loss_sum = 0, loss;
-    int64_t logged_at = r->step;
+    tr_host_buf buf = {0};
     int rc = 0;
-    tr_progress_begin(&r->bar, show_progress(r), "train", "steps", r->step, c->train.max_steps);
-    while (rc == 0 && r->step < c->train.max_steps) {
-        ds_prefetch_item it;
-        rc = ds_prefetch_next(pf, &it, r->err, sizeof r->err);
-        if (rc == DS_PREFETCH_END)
-            snprintf(r->err, sizeof r->err, "train: the loader ended at step %lld of %lld", (long long)r->step,
-                     (long long)c->train.max_steps);
-        if (rc)
-            break;
-        rc = train_step(r, it.batch, &loss) || advance_sampler(r, &it);
-        ds_prefetch_release(pf, &it);
-        if (rc)
-            break;
-        r->step++;
-        log_step(r, loss, &loss_sum, &logged_at, &t0);
-        int last = r->step == c->train.max_steps;
-        if ((c->train.eval_every && r->step % c->train.eval_every == 0) || last)
-            rc = validate(r);
-        if (rc == 0 && ((c->train.checkpoint_every && r->step % c->train.checkpoint_every == 0) || last))
-            rc = tr_run_check_replicas(r) || tr_run_save(r);
+    for (int i = 0; rc == 0 && i < ps->n; i++) {
+        tc_tensor *p = ps->v[i].t;
+        size_t bytes = (size_t)tc_numel(p) * sizeof(float);
+        void *host = (void *)tr_run_host_bytes(p, &buf);
+        if (!host) {
+            fprintf(stderr, "empd train: rank %d: cannot read '%s' for the weight broadcast: %s\n", r->rank,
+                    ps->v[i].name, tc_last_error());
+            comm_abort(r->g, 1);
+        }
+        rc = comm_broadcast(r->g, host, bytes, 0, r->err, sizeof r->err);
+        if (rc == 0 && host == buf.data) {
+            tc_scope *s = tc_scope_begin();
+            tc_copy_(p, tc_from_blob(host, (int64_t[]){tc_numel(p)}, 1, TC_F32));
+            rc = tc_scope_end(s) == TC_OK ? 0 : -1;
+            if (rc)
+                snprintf(r->err, sizeof r->err, "cannot load the broadcast '%s': %s", ps->v[i].name, tc_last_error());
+        }
     }
-    tr_progress_end(&r->bar);
-    ds_prefetch_close(pf);
-    if (rc == 0)
-        rc = tr_run_agree(r, export_final(r));
-    if (rc == 0)
-        tr_run_say(r, "train: done at step %lld; best val accuracy %.4f at step %lld", (long long)r->step, r->best_acc,
-                   (long long)r->best_step);
+    free(buf.data);
     return rc ? -1 : 0;
 }
 
@@ -344,6 +184,16 @@ static int setup_local(tr_run *r, const char *config, char **sets, int n_sets)
 {
     if (tr_config_load(config, sets, n_sets, &r->cfg, r->err, sizeof r->err))
         return -1;
+    r->dev = (tc_device){TC_CPU, 0};
+    if (r->cfg.train.device == TR_DEVICE_CUDA) {
+        int n = tc_cuda_device_count();
+        if (n < 1) {
+            snprintf(r->err, sizeof r->err, "train.device=cuda: libtorch sees no CUDA device (a CPU-only libtorch, or "
+                     "no GPU on %s)", comm_hostname(r->g));
+            return -1;
+        }
+        r->dev = (tc_device){TC_CUDA, comm_local_rank(r->g) % n};
+    }
     r->threads = r->cfg.train.threads ? (int)r->cfg.train.threads : default_threads(r);
     tc_set_num_threads(r->threads);
     if (ds_loader_open(r->cfg.data.shards, &r->loader, r->err, sizeof r->err))
@@ -374,6 +224,7 @@ static int setup_local(tr_run *r, const char *config, char **sets, int n_sets)
                         (uint64_t)r->cfg.train.seed, flags, r->err, sizeof r->err))
         return -1;
     r->dropout_gen = tr_run_dropout_gen(r, 0);
+    r->max_steps = last_step(r);
     return build_model(r);
 }
 
@@ -391,7 +242,9 @@ static void run_free(tr_run *r)
         fclose(r->metrics);
     tr_adamw_free(&r->opt);
     tr_model_free(&r->model);
-    free(r->flat);
+    comm_reducer_free(r->reducer);
+    comm_nccl_destroy(r->nccl, NULL, 0);
+    free(r->slots);
     ds_sampler_free(&r->sampler);
     if (r->dropout_gen)
         tc_generator_free(r->dropout_gen);
@@ -454,6 +307,7 @@ int cmd_train(int argc, char **argv)
      * the step of the tiny video model; tests/bench/model_step measures it). */
     mallopt(M_MMAP_MAX, 0);
     mallopt(M_TRIM_THRESHOLD, -1);
+    tr_stop_install();
     if (comm_init(NULL, NULL, &r.g, r.err, sizeof r.err)) {
         fprintf(stderr, "empd train: %s\n", r.err);
         free_args(sets, owned, n_owned);
@@ -463,7 +317,10 @@ int cmd_train(int argc, char **argv)
     r.world = comm_size(r.g);
     int rc = tr_run_agree(&r, setup_local(&r, config, sets, n_sets));
     if (rc == 0)
-        rc = broadcast_weights(&r) || tr_run_start(&r, resume_how) || train_loop(&r);
+        comm_set_timeout(r.g, r.cfg.train.comm_timeout);
+    if (rc == 0)
+        rc = tr_run_agree(&r, join_nccl(&r)) || tr_run_agree(&r, make_reducer(&r)) || broadcast_weights(&r) || tr_run_start(&r, resume_how) ||
+             tr_run_train(&r);
     if (rc && r.err[0]) {
         if (r.world > 1 && !r.all_failed)
             fprintf(stderr, "empd train: rank %d: %s\n", r.rank, r.err);

@@ -1,11 +1,14 @@
-/* comm/ tests: run under mpirun with 2 ranks, and alone (singleton, group of 1).
+/* comm/ tests: run under mpirun with 2 ranks, alone (singleton, group of 1), and as 2 and 3 plain
+ * processes of the TCP backend (tcp_cases.sh launch: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE). The
+ * same cases run under both backends; the few that only one backend can show say so.
  *
  * A failed assertion on one rank must not leave the other waiting in a collective: every test is
  * wrapped so that the next test's setup knows whether the body ran to its end, and if not it aborts the
- * whole job (comm_abort), which makes mpirun exit non-zero.
+ * whole job (comm_abort), which makes mpirun exit non-zero (under TCP the peers fail as the rank's
+ * connections close).
  *
- * `test_comm --bench [--smoke]` instead times all-reduce of 10 MB and 100 MB of floats against raw MPI_Allreduce
- * and prints one `bench:` line per size on rank 0. */
+ * `test_comm --bench [--smoke]` (MPI only) instead times all-reduce of 10 MB and 100 MB of floats against
+ * raw MPI_Allreduce and prints one `bench:` line per size on rank 0. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +31,8 @@
 
 static comm_group *G;
 static int body_completed = 1;
+
+static int is_mpi(void) { return !strcmp(comm_backend_name(G), "mpi"); }
 
 #define COMM_TEST(name)                                                                                      \
     static void name##_body(void);                                                                           \
@@ -96,7 +101,8 @@ static int launcher_int(const char *name, int *out)
     return 1;
 }
 
-/* Rank and size against what mpirun or srun told the process; a process nobody launched is a singleton. */
+/* Rank and size against what mpirun, srun or the TCP launcher told the process; a process nobody
+ * launched is a singleton. */
 COMM_TEST(test_group_identity)
 {
     int rank = comm_rank(G), size = comm_size(G), v;
@@ -104,9 +110,23 @@ COMM_TEST(test_group_identity)
     assert_true(rank >= 0 && rank < size);
     assert_true(comm_local_rank(G) >= 0 && comm_local_rank(G) < comm_local_size(G));
     assert_true(comm_local_size(G) <= size);
-    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("SLURM_PROCID") && !getenv("PMIX_RANK")) {
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("SLURM_PROCID") && !getenv("PMIX_RANK") && !getenv("WORLD_SIZE")) {
         assert_int_equal(size, 1);
         assert_int_equal(comm_local_size(G), 1);
+    }
+    char host[256] = {0};
+    assert_int_equal(gethostname(host, sizeof host - 1), 0);
+    assert_string_equal(comm_hostname(G), host);
+    if (!is_mpi()) {
+        assert_string_equal(comm_backend_name(G), "tcp");
+        if (launcher_int("WORLD_SIZE", &v))
+            assert_int_equal(size, v);
+        if (launcher_int("RANK", &v))
+            assert_int_equal(rank, v);
+        if (launcher_int("LOCAL_RANK", &v))
+            assert_int_equal(comm_local_rank(G), v);
+        assert_int_equal(comm_thread_level_of(G), COMM_THREAD_MULTIPLE);
+        return;
     }
     if (launcher_int("OMPI_COMM_WORLD_SIZE", &v) || launcher_int("SLURM_NTASKS", &v))
         assert_int_equal(size, v);
@@ -116,9 +136,6 @@ COMM_TEST(test_group_identity)
         assert_int_equal(comm_local_rank(G), v);
     if (launcher_int("OMPI_COMM_WORLD_LOCAL_SIZE", &v))
         assert_int_equal(comm_local_size(G), v);
-    char host[256] = {0};
-    assert_int_equal(gethostname(host, sizeof host - 1), 0);
-    assert_string_equal(comm_hostname(G), host);
 
     int provided = -1;
     MPI_Query_thread(&provided);
@@ -377,36 +394,57 @@ COMM_TEST(test_errors_are_codes)
 
     assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
 
-    const int codes[] = {COMM_OK, COMM_EINVAL, COMM_EMPI, COMM_ENOMEM, COMM_ENOGPU, COMM_ECUDA, COMM_ENCCL, COMM_ENOTSUP};
-    for (size_t i = 0; i < 8; i++)
+    const int codes[] = {COMM_OK,    COMM_EINVAL, COMM_EMPI,    COMM_ENOMEM, COMM_ENOGPU,
+                         COMM_ECUDA, COMM_ENCCL,  COMM_ENOTSUP, COMM_ENET};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
         for (size_t j = 0; j < i; j++) {
             assert_int_not_equal(codes[i], codes[j]);
             assert_string_not_equal(comm_strerror(codes[i]), comm_strerror(codes[j]));
         }
 }
 
-/* An error only MPI can see (the ranks disagree on a size) comes back as a code and MPI's own words. */
-COMM_TEST(test_mpi_error_returns)
+/* The ranks disagree on a size. MPI: the receiver's code carries MPI's own words. TCP: the receiver names
+ * what the root called; the group then breaks, so this runs on a second group, and every rank's next
+ * collective on it fails at once instead of waiting. */
+COMM_TEST(test_disagreement)
 {
     char err[256] = "";
     if (comm_size(G) < 2)
         skip();
     const int rank = comm_rank(G);
     char buf[64] = {0};
-    int rc = comm_broadcast(G, buf, rank == 0 ? 64 : 16, 0, err, sizeof err);
-    if (rank == 0) {
-        assert_int_equal(rc, COMM_OK);
-    } else {
-        assert_int_equal(rc, COMM_EMPI);
-        char want[64];
+    comm_group *h = G;
+    if (!is_mpi())
+        assert_int_equal(comm_init(NULL, NULL, &h, err, sizeof err), COMM_OK);
+    int rc = comm_broadcast(h, buf, rank == 0 ? 64 : 16, 0, err, sizeof err);
+    if (is_mpi()) {
+        char want[128];
+        assert_int_equal(rc, rank == 0 ? COMM_OK : COMM_EMPI);
         snprintf(want, sizeof want, "MPI_Bcast of 16 bytes from root 0 failed on rank %d: ", rank);
-        assert_non_null(strstr(err, want));
-        assert_non_null(strstr(err, "MPI_ERR_TRUNCATE"));
+        if (rank)
+            assert_non_null(strstr(err, want));
+        if (rank)
+            assert_non_null(strstr(err, "MPI_ERR_TRUNCATE"));
+        assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
+        return;
     }
+    if (rank == 1) {
+        assert_int_equal(rc, COMM_ENET);
+        assert_non_null(strstr(err, "comm: broadcast of 16 bytes from root 0 failed on rank 1: rank 0 called broadcast "
+                                    "of 64 bytes from root 0 instead"));
+    } else if (rank > 1) {
+        assert_int_equal(rc, COMM_ENET);
+    }
+    /* Rank 0 names rank 1, where the failure began, whichever neighbour passed it on. */
+    assert_int_equal(comm_barrier(h, err, sizeof err), COMM_ENET);
+    if (rank == 0 && !strstr(err, "comm: barrier failed on rank 0: rank 1 failed (its own line says why)"))
+        fail_msg("rank 0: %s", err);
+    assert_int_equal(comm_finalize(h, err, sizeof err), COMM_OK);
     assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
 }
 
-/* A second group on an MPI that is already up: its own traffic, and leaving it keeps MPI running. */
+/* A second group while the first lives: its own traffic (MPI: a second duplicate of MPI_COMM_WORLD,
+ * and leaving it keeps MPI running; TCP: a second rendezvous on the same port). */
 COMM_TEST(test_second_group)
 {
     char err[256];
@@ -414,15 +452,40 @@ COMM_TEST(test_second_group)
     assert_int_equal(comm_init(NULL, NULL, &h, err, sizeof err), COMM_OK);
     assert_non_null(h);
     assert_ptr_not_equal(h, G);
+    assert_string_equal(comm_backend_name(h), comm_backend_name(G));
     assert_int_equal(comm_rank(h), comm_rank(G));
     assert_int_equal(comm_size(h), comm_size(G));
+    assert_int_equal(comm_local_rank(h), comm_local_rank(G));
+    assert_int_equal(comm_local_size(h), comm_local_size(G));
     double v = comm_rank(h) + 1.0;
     assert_int_equal(comm_allreduce(h, &v, 1, COMM_F64, COMM_SUM, err, sizeof err), COMM_OK);
     assert_true(v == comm_size(h) * (comm_size(h) + 1) / 2.0);
     assert_int_equal(comm_finalize(h, err, sizeof err), COMM_OK);
-    int finalized = 1;
-    MPI_Finalized(&finalized);
-    assert_int_equal(finalized, 0);
+    if (is_mpi()) {
+        int finalized = 1;
+        MPI_Finalized(&finalized);
+        assert_int_equal(finalized, 0);
+    }
+    assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
+}
+
+/* A deadline that is met costs nothing visible; 0, negatives and NaN mean none. */
+COMM_TEST(test_timeout_setting)
+{
+    char err[256];
+    const double before = comm_timeout(G);
+    comm_set_timeout(G, 30);
+    assert_true(comm_timeout(G) == 30);
+    for (int i = 0; i < 50; i++) {
+        int64_t x = i;
+        assert_int_equal(comm_allreduce(G, &x, 1, COMM_I64, COMM_SUM, err, sizeof err), COMM_OK);
+        assert_int_equal(x, (int64_t)i * comm_size(G));
+    }
+    comm_set_timeout(G, -1);
+    assert_true(comm_timeout(G) == 0);
+    comm_set_timeout(G, 0.0 / 0.0);
+    assert_true(comm_timeout(G) == 0);
+    comm_set_timeout(G, before);
     assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
 }
 
@@ -592,6 +655,10 @@ int main(int argc, char **argv)
     }
     int failed = 0;
     if (argc > 1 && !strcmp(argv[1], "--bench")) {
+        if (!is_mpi()) {
+            fprintf(stderr, "test_comm --bench compares with raw MPI_Allreduce: start it with mpirun\n");
+            return 1;
+        }
         failed = run_bench(argc > 2 && !strcmp(argv[2], "--smoke"));
     } else {
         const struct CMUnitTest tests[] = {
@@ -606,8 +673,9 @@ int main(int argc, char **argv)
             cmocka_unit_test_setup(test_barrier, abort_after_failure),
             cmocka_unit_test_setup(test_allgather, abort_after_failure),
             cmocka_unit_test_setup(test_errors_are_codes, abort_after_failure),
-            cmocka_unit_test_setup(test_mpi_error_returns, abort_after_failure),
+            cmocka_unit_test_setup(test_disagreement, abort_after_failure),
             cmocka_unit_test_setup(test_second_group, abort_after_failure),
+            cmocka_unit_test_setup(test_timeout_setting, abort_after_failure),
             cmocka_unit_test_setup(test_nccl, abort_after_failure),
         };
         char name[64];
@@ -620,10 +688,13 @@ int main(int argc, char **argv)
         }
         failed = total > 0;
     }
+    const int mpi = is_mpi();
     if (comm_finalize(G, err, sizeof err)) {
         fprintf(stderr, "test_comm: %s\n", err);
         return 1;
     }
+    if (!mpi)
+        return failed ? 1 : 0;
     comm_group *again = NULL;
     if (comm_init(NULL, NULL, &again, err, sizeof err) != COMM_EINVAL || again || !strstr(err, "finalized")) {
         fprintf(stderr, "test_comm: comm_init after MPI_Finalize did not fail as documented: %s\n", err);

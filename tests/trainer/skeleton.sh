@@ -24,12 +24,14 @@ fixture)
   "$EMPD" shard --data "$WORK/corpus" --out "$shards" --media none
   ;;
 cli)
-  "$EMPD" --help | grep -q 'train' || fail "empd --help does not list train"
+  "$EMPD" --help >"$t/help"
+  grep -q 'train' "$t/help" || fail "empd --help does not list train"
   for c in synth shard inspect train tokenize; do
     "$EMPD" $c --help >"$t/help" || fail "empd $c --help failed"
     grep -q -- '--' "$t/help" || fail "empd $c --help lists no option"
   done
-  "$EMPD" train --help | grep -q 'train.lr' || fail "empd train --help does not list the config fields"
+  "$EMPD" train --help >"$t/help"
+  grep -q 'train.lr' "$t/help" || fail "empd train --help does not list the config fields"
   if "$EMPD" train --set train.lrr=1 --shards /nonexistent 2>"$t/err"; then fail "unknown field accepted"; fi
   grep -q "unknown field 'train.lrr'" "$t/err" || fail "no clear line for an unknown field: $(cat "$t/err")"
   [ "$(wc -l <"$t/err")" -eq 1 ] || fail "more than one line for one error: $(cat "$t/err")"
@@ -49,6 +51,11 @@ cli)
   if grep -q MPI_ABORT "$t/err"; then fail "a failure all ranks agreed on went through MPI_Abort"; fi
   if "$EMPD" train --max-steps 3abc 2>"$t/err"; then fail "--max-steps 3abc accepted"; fi
   grep -q "train.max_steps must be a number, got 3abc" "$t/err" || fail "trailing garbage: $(cat "$t/err")"
+  if "$EMPD" train --set train.device=cuda --shards "$shards" --out "$t/gpu" 2>"$t/err"; then
+    [ "$("$EMPD_PYTHON" -c 'import torch; print(torch.cuda.is_available())')" = True ] || fail "trained on CUDA without one"
+  else
+    grep -q "train.device=cuda: libtorch sees no CUDA device" "$t/err" || fail "no clear line for a missing GPU: $(cat "$t/err")"
+  fi
   if "$EMPD" train --bogus 2>"$t/err"; then fail "unknown option accepted"; fi
   [ "$(wc -l <"$t/err")" -eq 1 ] && grep -q "unknown option '--bogus'" "$t/err" || fail "unknown option: $(cat "$t/err")"
   if "$EMPD" train --shards "$t/none" 2>"$t/err"; then fail "missing shards accepted"; fi

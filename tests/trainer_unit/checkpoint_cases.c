@@ -93,17 +93,29 @@ static tr_ckpt_state sample_state(int64_t step, double best_val_acc) {
                         .data_hash = "fedcba9876543210",
                         .n_rng = 2,
                         .rng_hex = rng,
-                        .best_val_acc = best_val_acc,
-                        .best_step = 1};
+                        .config_hash = "0123456789abcdef",
+                        .best_metric = "accuracy",
+                        .best_value = best_val_acc,
+                        .best_step = 1,
+                        .stop_best = 0.1 + 0.2,
+                        .stop_bad = 2,
+                        .evals = 5};
     return st;
 }
 
-static void save_acc(const char *run, trained *t, int64_t step, int keep_last, double best_val_acc) {
+/* A save as the trainer makes it: the folder, then (every rank having agreed) its marker, keeping
+ * the newest keep_last and the checkpoint of best_step. */
+static void save_best(const char *run, trained *t, int64_t step, int keep_last, double best_val_acc, int64_t best_step) {
     char err[512] = "";
     tr_ckpt_state st = sample_state(step, best_val_acc);
-    int rc = tr_ckpt_save(run, &st, &t->ps, &t->o, t->cfg.json, keep_last, err, sizeof err);
+    int rc = tr_ckpt_write(run, &st, &t->ps, &t->o, t->cfg.json, err, sizeof err);
+    if (rc == 0) rc = tr_ckpt_mark_complete(run, step, keep_last, best_step, err, sizeof err);
     if (rc) fprintf(stderr, "%s\n", err);
     assert_int_equal(rc, 0);
+}
+
+static void save_acc(const char *run, trained *t, int64_t step, int keep_last, double best_val_acc) {
+    save_best(run, t, step, keep_last, best_val_acc, 0);
 }
 
 static void save(const char *run, trained *t, int64_t step, int keep_last) {
@@ -159,8 +171,13 @@ void test_ckpt_round_trip(void **state) {
     assert_int_equal(got.n_rng, 2);
     assert_string_equal(got.rng_hex[0], want.rng_hex[0]);
     assert_string_equal(got.rng_hex[1], want.rng_hex[1]);
-    assert_memory_equal(&got.best_val_acc, &want.best_val_acc, sizeof(double));
+    assert_memory_equal(&got.best_value, &want.best_value, sizeof(double));
     assert_int_equal(got.best_step, 1);
+    assert_string_equal(got.best_metric, "accuracy");
+    assert_string_equal(got.config_hash, want.config_hash);
+    assert_memory_equal(&got.stop_best, &want.stop_best, sizeof(double));
+    assert_int_equal(got.stop_bad, 2);
+    assert_int_equal(got.evals, 5);
     tr_ckpt_state_free(&got);
 
     /* Another model's checkpoint: refused, naming the folder and both hashes. */
@@ -209,6 +226,34 @@ void test_ckpt_keep_last_and_torn(void **state) {
     assert_int_equal(tr_ckpt_find_latest(run, found, sizeof found, err, sizeof err), 1);
     snprintf(p, sizeof p, "%s/step-00000006", ck);
     assert_string_equal(found, p);
+    /* A write without its marker (a crash before every rank agreed) does not count. */
+    tr_ckpt_state st = sample_state(7, 0.5);
+    assert_int_equal(tr_ckpt_write(run, &st, &a.ps, &a.o, a.cfg.json, err, sizeof err), 0);
+    assert_int_equal(tr_ckpt_find_latest(run, found, sizeof found, err, sizeof err), 1);
+    assert_string_equal(found, p);
+    assert_int_equal(tr_ckpt_find_step(run, 7, found, sizeof found), 0);
+    assert_int_equal(tr_ckpt_find_step(run, 6, found, sizeof found), 1);
+    assert_string_equal(found, p);
+    trained_free(&a);
+    tf_remove_tree(run);
+}
+
+/* The best checkpoint outlives keep_last; once another is the best, it goes like any other. */
+void test_ckpt_keeps_best(void **state) {
+    (void)state;
+    char run[64], ck[128];
+    assert_int_equal(tf_make_temp_dir(run, "test_trainer_unit"), 0);
+    snprintf(ck, sizeof ck, "%s/checkpoints", run);
+    trained a;
+    trained_init(&a, 5, 1);
+    for (int s = 1; s <= 6; s++) save_best(run, &a, s, 2, 0.5, 2);
+    assert_int_equal(tf_count_entries(ck, ""), 3);
+    assert_int_equal(tf_count_entries(ck, "step-00000002"), 1);
+    assert_int_equal(tf_count_entries(ck, "step-00000005"), 1);
+    assert_int_equal(tf_count_entries(ck, "step-00000006"), 1);
+    save_best(run, &a, 7, 2, 0.75, 7);
+    assert_int_equal(tf_count_entries(ck, ""), 2);
+    assert_int_equal(tf_count_entries(ck, "step-00000002"), 0);
     trained_free(&a);
     tf_remove_tree(run);
 }
@@ -335,9 +380,11 @@ void test_ckpt_bad_files(void **state) {
         {"rng", "[]", "'rng"},
         {"files", NULL, "'files'"},
         {"data", "{\"train_samples\": 3}", "'data'"},
-        {"version", "2", "'version"},
+        {"version", "1", "'version"},
         {"seed", NULL, "'seed'"},
-        {"best_val_acc", "5", "'best_val_acc'"},
+        {"best", "{\"metric\": \"accuracy\", \"value\": 0.5}", "'best'"},
+        {"early_stopping", NULL, "'early_stopping'"},
+        {"config_hash", "\"xyz\"", "'config_hash'"},
         {"threads", "1e12", "'threads'"},
         {"step", "2", "step 2 disagrees with its folder step-00000001"},
     };
@@ -432,8 +479,8 @@ void test_ckpt_best_val_acc_exact(void **state) {
     assert_int_equal(tr_ckpt_find_latest(run, found, sizeof found, err, sizeof err), 1);
     tr_ckpt_state got;
     assert_int_equal(tr_ckpt_load(found, HASH, &got, &a.ps, &a.o, err, sizeof err), 0);
-    printf("best_val_acc saved %.17g, loaded %.17g\n", acc, got.best_val_acc);
-    int same = memcmp(&got.best_val_acc, &acc, sizeof acc) == 0;
+    printf("best value saved %.17g, loaded %.17g\n", acc, got.best_value);
+    int same = memcmp(&got.best_value, &acc, sizeof acc) == 0;
     tr_ckpt_state_free(&got);
     trained_free(&a);
     tf_remove_tree(run);

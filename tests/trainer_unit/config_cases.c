@@ -129,6 +129,9 @@ void test_config_errors(void **state) {
         {"{\"model\": {\"utt_tokens\": 65}}", NULL, "%s: model.utt_tokens (65) exceeds model.max_position (64)"},
         {"{\"model\": {\"num_classes\": 5}}", NULL, "%s: model.num_classes must be 0, 7 or 32"},
         {NULL, "train.lr", "--set 'train.lr': expected section.field=value"},
+        {"{\"train\": {\"lr\": 0.5, \"lr\": 0.1}}", NULL, "%s: field 'train.lr' appears twice"},
+        {"{\"train.lr\": 0.5}", NULL, "%s: key 'train.lr' has a dot: nest it ({\"train\": {\"lr\": ...}})"},
+        {NULL, "train.loss=huber", "%s: train.loss = 'huber' is not one of ce,focal"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const bad_case *k = &cases[i];

@@ -87,11 +87,13 @@ int main(void) {
         cmocka_unit_test(test_lr_schedule),
         cmocka_unit_test(test_ckpt_round_trip),
         cmocka_unit_test(test_ckpt_keep_last_and_torn),
+        cmocka_unit_test(test_ckpt_keeps_best),
         cmocka_unit_test(test_ckpt_bad_files),
         cmocka_unit_test(test_ckpt_missing_extra_named),
         cmocka_unit_test(test_ckpt_best_val_acc_exact),
         cmocka_unit_test(test_write_file_atomic),
         cmocka_unit_test(test_batch_tensors),
+        cmocka_unit_test(test_loss_vs_torch),
     };
     return cmocka_run_group_tests_name("trainer_unit", tests, NULL, NULL);
 }

@@ -22,11 +22,14 @@ void test_metrics_vs_sklearn(void **state);
 
 void test_ckpt_round_trip(void **state);
 void test_ckpt_keep_last_and_torn(void **state);
+void test_ckpt_keeps_best(void **state);
 void test_ckpt_bad_files(void **state);
 void test_ckpt_missing_extra_named(void **state);
 void test_ckpt_best_val_acc_exact(void **state);
 void test_write_file_atomic(void **state);
 
 void test_batch_tensors(void **state);
+
+void test_loss_vs_torch(void **state);
 
 #endif
