@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "comm/reducer.h"
+#include "comm/comm_internal.h"
 
 #ifdef EMPD_HAVE_NCCL
 #include <cuda_runtime_api.h>
@@ -62,19 +63,6 @@ struct comm_reducer {
     cudaEvent_t *timing;      /* start and end of bucket k: [2k], [2k+1], on the NCCL stream */
 #endif
 };
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 /* An inner line without its "comm: " prefix, to nest it in ours. */
 static const char *inner(const char *line) { return strncmp(line, "comm: ", 6) ? line : line + 6; }
@@ -169,7 +157,7 @@ static void *comm_main(void *arg)
 
 static int cuda_line(char *line, size_t len, const char *what, cudaError_t e)
 {
-    return fail(line, len, COMM_ECUDA, "comm: %s: %s", what, cudaGetErrorString(e));
+    return comm_fail(line, len, COMM_ECUDA, "comm: %s: %s", what, cudaGetErrorString(e));
 }
 
 /* Under mu. Orders the NCCL stream after backward's work so far, then one all-reduce per parameter in
@@ -192,7 +180,7 @@ static int launch_nccl(comm_reducer *r, int k, char *line, size_t len)
         return cuda_line(line, len, "cudaEventRecord on the NCCL stream", e);
     ncclResult_t nr = ncclGroupStart();
     if (nr != ncclSuccess)
-        return fail(line, len, COMM_ENCCL, "comm: ncclGroupStart: %s", ncclGetErrorString(nr));
+        return comm_fail(line, len, COMM_ENCCL, "comm: ncclGroupStart: %s", ncclGetErrorString(nr));
     int code = COMM_OK;
     for (int j = 0; j < b->count && !code; j++) {
         int i = b->first - j;
@@ -201,7 +189,7 @@ static int launch_nccl(comm_reducer *r, int k, char *line, size_t len)
     }
     nr = ncclGroupEnd();
     if (nr != ncclSuccess && !code)
-        code = fail(line, len, COMM_ENCCL, "comm: ncclGroupEnd: %s", ncclGetErrorString(nr));
+        code = comm_fail(line, len, COMM_ENCCL, "comm: ncclGroupEnd: %s", ncclGetErrorString(nr));
     if (code)
         return code;
     e = cudaEventRecord(r->timing[2 * k + 1], s);
@@ -236,17 +224,17 @@ static int setup_nccl(comm_reducer *r, char *err, size_t errlen)
         e = cudaEventCreateWithFlags(&r->inputs_ready, cudaEventDisableTiming);
     if (e != cudaSuccess) {
         r->inputs_ready = NULL;
-        return fail(err, errlen, COMM_ECUDA, "comm: reducer on rank %d: cudaEventCreate: %s", r->rank,
+        return comm_fail(err, errlen, COMM_ECUDA, "comm: reducer on rank %d: cudaEventCreate: %s", r->rank,
                     cudaGetErrorString(e));
     }
     r->timing = calloc(2 * (size_t)r->nb + 1, sizeof *r->timing);
     if (!r->timing)
-        return fail(err, errlen, COMM_ENOMEM, "comm: reducer on rank %d: out of memory for CUDA events", r->rank);
+        return comm_fail(err, errlen, COMM_ENOMEM, "comm: reducer on rank %d: out of memory for CUDA events", r->rank);
     for (int k = 0; k < 2 * r->nb; k++) {
         e = cudaEventCreate(&r->timing[k]);
         if (e != cudaSuccess) {
             r->timing[k] = NULL;
-            return fail(err, errlen, COMM_ECUDA, "comm: reducer on rank %d: cudaEventCreate: %s", r->rank,
+            return comm_fail(err, errlen, COMM_ECUDA, "comm: reducer on rank %d: cudaEventCreate: %s", r->rank,
                         cudaGetErrorString(e));
         }
     }
@@ -385,9 +373,9 @@ int comm_reducer_finish(comm_reducer *r, char *err, size_t errlen)
     r->last.early = r->size > 1 ? early : 0;
     int code = COMM_OK;
     if (r->failed)
-        code = fail(err, errlen, r->failed, "%s", r->fail_line);
+        code = comm_fail(err, errlen, r->failed, "%s", r->fail_line);
     else if (r->misused)
-        code = fail(err, errlen, COMM_EINVAL, "%s", r->misuse_line);
+        code = comm_fail(err, errlen, COMM_EINVAL, "%s", r->misuse_line);
     pthread_mutex_unlock(&r->mu);
     return code;
 }
@@ -415,39 +403,39 @@ static int check_args(comm_group *g, float *const *grads, const size_t *counts, 
 {
     const int rank = comm_rank(g);
     if (!out)
-        return fail(err, errlen, COMM_EINVAL, "comm: reducer on rank %d: the output pointer is NULL", rank);
+        return comm_fail(err, errlen, COMM_EINVAL, "comm: reducer on rank %d: the output pointer is NULL", rank);
     if (n < 0)
-        return fail(err, errlen, COMM_EINVAL, "comm: reducer on rank %d: %d parameters (need n >= 0)", rank, n);
+        return comm_fail(err, errlen, COMM_EINVAL, "comm: reducer on rank %d: %d parameters (need n >= 0)", rank, n);
     if (n > 0 && (!grads || !counts))
-        return fail(err, errlen, COMM_EINVAL, "comm: reducer on rank %d: %s is NULL for %d parameters", rank,
+        return comm_fail(err, errlen, COMM_EINVAL, "comm: reducer on rank %d: %s is NULL for %d parameters", rank,
                     !grads ? "grads" : "counts", n);
     size_t total = 0;
     for (int i = 0; i < n; i++) {
         if (counts[i] && !grads[i])
-            return fail(err, errlen, COMM_EINVAL, "comm: reducer on rank %d: gradient %d of %zu floats is NULL", rank,
+            return comm_fail(err, errlen, COMM_EINVAL, "comm: reducer on rank %d: gradient %d of %zu floats is NULL", rank,
                         i, counts[i]);
         /* Halved: the bucket buffers hold a second copy. */
         if (counts[i] > (SIZE_MAX / sizeof(float) - total) / 2)
-            return fail(err, errlen, COMM_EINVAL, "comm: reducer on rank %d: gradient %d of %zu floats is too large",
+            return comm_fail(err, errlen, COMM_EINVAL, "comm: reducer on rank %d: gradient %d of %zu floats is too large",
                         rank, i, counts[i]);
         total += counts[i];
     }
     if (o->wire != COMM_F32 && o->wire != COMM_BF16)
-        return fail(err, errlen, COMM_EINVAL,
+        return comm_fail(err, errlen, COMM_EINVAL,
                     "comm: reducer on rank %d: wire dtype %d is neither COMM_F32 nor COMM_BF16", rank, (int)o->wire);
     if (o->wire == COMM_BF16 && !o->nccl)
-        return fail(err, errlen, COMM_EINVAL,
+        return comm_fail(err, errlen, COMM_EINVAL,
                     "comm: reducer on rank %d: the bf16 wire needs device gradients through NCCL (opts.nccl); host "
                     "gradients go as f32",
                     rank);
     if (o->wire == COMM_BF16)
-        return fail(err, errlen, COMM_ENOTSUP,
+        return comm_fail(err, errlen, COMM_ENOTSUP,
                     "comm: reducer on rank %d: the bf16 wire needs a cast kernel this build does not have (no nvcc); "
                     "use COMM_F32",
                     rank);
 #ifndef EMPD_HAVE_NCCL
     if (o->nccl)
-        return fail(err, errlen, COMM_ENOTSUP, "comm: reducer on rank %d: this build has no NCCL backend", rank);
+        return comm_fail(err, errlen, COMM_ENOTSUP, "comm: reducer on rank %d: this build has no NCCL backend", rank);
 #endif
     return COMM_OK;
 }
@@ -475,15 +463,15 @@ static int agree(comm_group *g, int code, uint64_t hash, char *err, size_t errle
     char line[320];
     int rc = comm_allreduce(g, v, 3, COMM_I64, COMM_MAX, line, sizeof line);
     if (rc)
-        return fail(err, errlen, rc, "comm: reducer setup: %s", inner(line));
+        return comm_fail(err, errlen, rc, "comm: reducer setup: %s", inner(line));
     if (code)
         return code;
     if (v[0])
-        return fail(err, errlen, (int)v[0],
+        return comm_fail(err, errlen, (int)v[0],
                     "comm: reducer on rank %d: another rank rejected its arguments (%s); its line says why",
                     comm_rank(g), comm_strerror((int)v[0]));
     if (v[1] != -v[2])
-        return fail(err, errlen, COMM_EINVAL,
+        return comm_fail(err, errlen, COMM_EINVAL,
                     "comm: reducer on rank %d: the ranks passed different parameter counts or bucket sizes; every "
                     "rank must build the same model",
                     comm_rank(g));
@@ -544,7 +532,7 @@ static int setup(comm_reducer *r, float *const *grads, const size_t *counts, con
     r->offset = calloc(n ? n : 1, sizeof *r->offset);
     r->ready_cycle = calloc(n ? n : 1, sizeof *r->ready_cycle);
     if (!r->grads || !r->counts || !r->bucket_of || !r->offset || !r->ready_cycle)
-        return fail(err, errlen, COMM_ENOMEM, "comm: reducer on rank %d: out of memory for %d parameters", r->rank,
+        return comm_fail(err, errlen, COMM_ENOMEM, "comm: reducer on rank %d: out of memory for %d parameters", r->rank,
                     r->n);
     if (n) {
         memcpy(r->grads, grads, n * sizeof *r->grads);
@@ -552,9 +540,9 @@ static int setup(comm_reducer *r, float *const *grads, const size_t *counts, con
     }
     if (make_buckets(r, o->first_bucket_bytes ? o->first_bucket_bytes : REDUCER_FIRST_BUCKET_DEFAULT,
                      o->bucket_bytes ? o->bucket_bytes : REDUCER_BUCKET_DEFAULT))
-        return fail(err, errlen, COMM_ENOMEM, "comm: reducer on rank %d: out of memory for buckets", r->rank);
+        return comm_fail(err, errlen, COMM_ENOMEM, "comm: reducer on rank %d: out of memory for buckets", r->rank);
     if (r->size > 1 && !r->nccl && make_buffers(r))
-        return fail(err, errlen, COMM_ENOMEM, "comm: reducer on rank %d: out of memory for bucket buffers", r->rank);
+        return comm_fail(err, errlen, COMM_ENOMEM, "comm: reducer on rank %d: out of memory for bucket buffers", r->rank);
 #ifdef EMPD_HAVE_NCCL
     if (r->nccl && r->size > 1)
         return setup_nccl(r, err, errlen);
@@ -586,7 +574,7 @@ int comm_reducer_new(comm_group *g, float *const *grads, const size_t *counts, i
     if (out)
         *out = NULL;
     if (!g)
-        return fail(err, errlen, COMM_EINVAL, "comm: reducer: the group is NULL");
+        return comm_fail(err, errlen, COMM_EINVAL, "comm: reducer: the group is NULL");
     const comm_reducer_opts zero = {0};
     const comm_reducer_opts *o = opts ? opts : &zero;
     int code = check_args(g, grads, counts, n, o, out, err, errlen);
@@ -596,7 +584,7 @@ int comm_reducer_new(comm_group *g, float *const *grads, const size_t *counts, i
         if (!r || pthread_mutex_init(&r->mu, NULL)) {
             free(r);
             r = NULL;
-            code = fail(err, errlen, COMM_ENOMEM, "comm: reducer on rank %d: out of memory", comm_rank(g));
+            code = comm_fail(err, errlen, COMM_ENOMEM, "comm: reducer on rank %d: out of memory", comm_rank(g));
         }
     }
     if (r) {
