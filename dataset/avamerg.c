@@ -505,7 +505,7 @@ int am_corpus_load(const char *json_path, enum am_on_error mode, am_corpus *out,
         rc = AM_ERR_PARSE;
     } else {
         size_t off = (size_t)(end - buf);
-        while (off < len && strchr(" \t\r\n", buf[off]))
+        while (off < len && buf[off] && strchr(" \t\r\n", buf[off]))
             off++;
         if (off < len) {
             line_col(buf, off, &line, &col);

@@ -580,8 +580,12 @@ int ds_manifest_read(const char *path, ds_manifest *m, char *err, size_t errlen)
     text[len] = 0;
     const char *at = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &at, 0);
-    if (!root) {
+    /* One JSON document and white space; text after it is a torn or mixed-up file. */
+    while (root && at && at < text + len && *at && strchr(" \t\r\n", *at))
+        at++;
+    if (!root || (at && at < text + len)) {
         size_t off = at && at >= text && at <= text + len ? (size_t)(at - text) : len;
+        cJSON_Delete(root);
         free(text);
         return ds_fail(err, errlen, DS_SHARD_ECORRUPT, "%s: not valid JSON (near byte %zu)", path, off);
     }

@@ -38,6 +38,13 @@ void st_close(st_file *f)
     free(f);
 }
 
+/* A whole number >= 0: a size or an offset (1.5 would silently become 1). */
+static int is_size(const cJSON *v)
+{
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 9007199254740992.0 &&
+           v->valuedouble == (double)(int64_t)v->valuedouble;
+}
+
 /* Parses one header entry into t; the data range is checked against the data section. */
 static int parse_entry(const cJSON *e, size_t data_size, const char *path, st_tensor *t, char *err,
                        size_t errlen)
@@ -62,14 +69,13 @@ static int parse_entry(const cJSON *e, size_t data_size, const char *path, st_te
     size_t numel = 1;
     for (int i = 0; i < t->ndim; i++) {
         const cJSON *s = cJSON_GetArrayItem(shape, i);
-        if (!cJSON_IsNumber(s) || s->valuedouble < 0 || s->valuedouble > 1e15)
+        if (!is_size(s) || s->valuedouble > 1e15)
             return md_fail(err, errlen, "%s: tensor '%s': bad size in shape", path, t->name);
         t->shape[i] = (int64_t)s->valuedouble;
         if (__builtin_mul_overflow(numel, (size_t)t->shape[i], &numel))
             return md_fail(err, errlen, "%s: tensor '%s': shape too large", path, t->name);
     }
-    if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 || !cJSON_IsNumber(offs->child) ||
-        !cJSON_IsNumber(offs->child->next))
+    if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 || !is_size(offs->child) || !is_size(offs->child->next))
         return md_fail(err, errlen, "%s: tensor '%s': data_offsets must be [begin, end]", path, t->name);
     double b = offs->child->valuedouble, en = offs->child->next->valuedouble;
     if (b < 0 || en < b || en > (double)data_size)
@@ -128,8 +134,12 @@ int st_open(const char *path, st_file **out, char *err, size_t errlen)
         st_close(f);
         return md_fail(err, errlen, "%s: header length %llu exceeds the file", path, (unsigned long long)hlen);
     }
-    f->header = cJSON_ParseWithLength((const char *)p + 8, (size_t)hlen);
-    if (!cJSON_IsObject(f->header)) {
+    const char *text = (const char *)p + 8, *end = NULL;
+    f->header = cJSON_ParseWithLengthOpts(text, (size_t)hlen, &end, 0);
+    /* The format pads the header with spaces; anything else after the object is damage. */
+    while (f->header && end && end < text + hlen && *end && strchr(" \t\r\n", *end))
+        end++;
+    if (!cJSON_IsObject(f->header) || (end && end < text + hlen)) {
         st_close(f);
         return md_fail(err, errlen, "%s: header is not a JSON object", path);
     }
@@ -150,6 +160,12 @@ int st_open(const char *path, st_file **out, char *err, size_t errlen)
             st_close(f);
             return -1;
         }
+        for (const cJSON *d = e->next; d; d = d->next)
+            if (!strcmp(d->string, e->string)) {
+                md_fail(err, errlen, "%s: tensor '%s' appears twice in the header", path, e->string);
+                st_close(f);
+                return -1;
+            }
         st_tensor *t = &f->v[f->n];
         if (parse_entry(e, data_size, path, t, err, errlen) != 0) {
             st_close(f);

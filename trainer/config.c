@@ -187,6 +187,9 @@ static int apply_set(cJSON *root, const char *set, char *err, size_t errlen)
         return md_fail(err, errlen, "--set '%s': expected section.field=value", set);
     char key[256], leaf[256];
     snprintf(key, sizeof key, "%.*s", (int)(eq - set), set);
+    size_t kl = strlen(key);
+    if (key[0] == '.' || key[kl - 1] == '.' || strstr(key, ".."))
+        return md_fail(err, errlen, "--set '%s': '%s' has an empty part (section.field=value)", set, key);
     cJSON *o = parent_of(root, key, leaf, sizeof leaf);
     if (!o)
         return md_fail(err, errlen, "--set '%s': '%s' is not inside an object", set, key);
@@ -211,6 +214,8 @@ static int check_known(const cJSON *o, const char *prefix, const char *src, char
     {
         char key[256];
         snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", c->string);
+        if (!c->string[0])
+            return md_fail(err, errlen, "%s: an empty key in '%s'", src, *prefix ? prefix : "the top level");
         /* "train.lr" as one key would name a field the reader never finds: the value would be ignored. */
         if (strchr(c->string, '.'))
             return md_fail(err, errlen, "%s: key '%s' has a dot: nest it ({\"%.*s\": {\"%s\": ...}})", src, key,
@@ -219,6 +224,13 @@ static int check_known(const cJSON *o, const char *prefix, const char *src, char
             if (!strcmp(d->string, c->string))
                 return md_fail(err, errlen, "%s: field '%s' appears twice", src, key);
         if (cJSON_IsObject(c)) {
+            /* A section no field lives in ("trian": {}) is a typo even when empty. */
+            size_t kl = strlen(key);
+            int section = 0;
+            for (size_t i = 0; !section && i < N_FIELDS; i++)
+                section = !strncmp(fields[i].key, key, kl) && fields[i].key[kl] == '.';
+            if (!section)
+                return md_fail(err, errlen, "%s: unknown field '%s' (empd train --help lists the fields)", src, key);
             if (check_known(c, key, src, err, errlen))
                 return -1;
             continue;

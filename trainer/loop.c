@@ -177,12 +177,15 @@ static int validate(tr_run *r, int progress)
         fflush(r->metrics);
     }
     double best = metric_of(&m, loss, c->train.best_metric), watch = metric_of(&m, loss, c->train.stop_metric);
-    int is_best = r->best_step == 0 || improves(best, r->best_value, c->train.best_metric, 0);
+    /* A diverged model (a NaN or infinite loss) is never the best, nor an improvement. */
+    int is_best = isfinite(best) && (r->best_step == 0 || improves(best, r->best_value, c->train.best_metric, 0));
     if (is_best) {
         r->best_value = best;
         r->best_step = r->step;
     }
-    if (r->evals == 0 || improves(watch, r->stop_best, c->train.stop_metric, c->train.min_delta)) {
+    /* Every validation so far was "bad" (none, or none finite): this one sets the mark. */
+    int unset = r->stop_bad == r->evals;
+    if (isfinite(watch) && (unset || improves(watch, r->stop_best, c->train.stop_metric, c->train.min_delta))) {
         r->stop_best = watch;
         r->stop_bad = 0;
     } else {
