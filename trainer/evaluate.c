@@ -10,8 +10,18 @@
 #include "trainer/batch.h"
 #include "trainer/progress.h"
 
-/* Adds rows [0, real) of logits to the confusion matrix and the loss sums. */
-static void score(const float *logits, const int64_t *y, size_t real, int nc, int64_t *conf, double *sums)
+/* One rank's samples of a split, as rows of (position in the split, label, prediction, probabilities...) in
+ * doubles, so that one all-gather brings them together (unused rows hold position -1). */
+typedef struct {
+    double *rows;
+    size_t cap, used;
+    int width;
+} sample_rows;
+
+/* Adds rows [0, real) of logits to the confusion matrix and the loss sums; with keep, also their
+ * softmax probabilities at positions first, first + 1, ... of the split. */
+static void score(const float *logits, const int64_t *y, size_t real, int nc, int64_t *conf, double *sums,
+                  sample_rows *keep, size_t first)
 {
     for (size_t i = 0; i < real; i++) {
         const float *z = logits + i * (size_t)nc;
@@ -22,6 +32,14 @@ static void score(const float *logits, const int64_t *y, size_t real, int nc, in
         double mx = z[best], lse = 0;
         for (int c = 0; c < nc; c++)
             lse += exp((double)z[c] - mx);
+        if (keep && keep->used < keep->cap) {
+            double *row = keep->rows + keep->used++ * (size_t)keep->width;
+            row[0] = (double)(first + i);
+            row[1] = y[i] >= 0 && y[i] < nc ? (double)y[i] : -1.0;
+            row[2] = best;
+            for (int c = 0; c < nc; c++)
+                row[3 + c] = exp((double)z[c] - mx) / lse;
+        }
         if (y[i] < 0 || y[i] >= nc)
             continue;
         conf[y[i] * nc + best]++;
@@ -30,20 +48,60 @@ static void score(const float *logits, const int64_t *y, size_t real, int nc, in
     }
 }
 
+/* Every rank's rows into out, by position. */
+static int gather_samples(comm_group *g, const sample_rows *mine, size_t n, int nc, tr_eval *out, char *err,
+                          size_t errlen)
+{
+    int world = comm_size(g);
+    size_t bytes = mine->cap * (size_t)mine->width * sizeof(double);
+    double *all = malloc(bytes * (size_t)world + 1);
+    out->label = malloc((n ? n : 1) * sizeof *out->label);
+    out->pred = malloc((n ? n : 1) * sizeof *out->pred);
+    out->probs = malloc((n ? n : 1) * (size_t)nc * sizeof *out->probs);
+    int rc = all && out->label && out->pred && out->probs ? 0 : -1;
+    if (rc)
+        snprintf(err, errlen, "evaluate: out of memory for the probabilities of %zu samples", n);
+    /* Every rank joins the gather, even after a local failure, so none waits alone. */
+    if (comm_allgather(g, mine->rows, all, bytes, rc ? NULL : err, rc ? 0 : errlen))
+        rc = -1;
+    size_t seen = 0;
+    for (size_t k = 0; rc == 0 && k < mine->cap * (size_t)world; k++) {
+        const double *row = all + k * (size_t)mine->width;
+        if (row[0] < 0)
+            continue;
+        size_t pos = (size_t)row[0];
+        out->label[pos] = (int64_t)row[1];
+        out->pred[pos] = (int)row[2];
+        for (int c = 0; c < nc; c++)
+            out->probs[pos * (size_t)nc + (size_t)c] = (float)row[3 + c];
+        seen++;
+    }
+    if (rc == 0 && seen != n) {
+        snprintf(err, errlen, "evaluate: gathered %zu samples of %zu", seen, n);
+        rc = -1;
+    }
+    free(all);
+    out->n = (int64_t)n;
+    out->n_classes = nc;
+    return rc;
+}
+
 int tr_evaluate(comm_group *g, ds_loader *l, tr_model *m, const tr_config *cfg, const char *split,
-                int show_progress, tr_metrics *out, double *mean_loss, char *err, size_t errlen)
+                int show_progress, int samples, tr_eval *out, char *err, size_t errlen)
 {
     size_t n = ds_loader_count(l, split);
-    int nc = (int)cfg->model.num_classes, world = comm_size(g);
+    int nc = (int)cfg->model.num_classes, world = comm_size(g), rank = comm_rank(g);
     int64_t conf[TR_MAX_CLASSES * TR_MAX_CLASSES] = {0};
-    double sums[2] = {0, 0}; /* loss sum, labeled samples */
+    double sums[3] = {0, 0, 0}; /* loss sum, labeled samples, ranks that failed */
     memset(out, 0, sizeof *out);
-    *mean_loss = 0;
-    if (n == 0)
+    if (n == 0) {
+        out->n_classes = nc;
+        tr_metrics_compute(conf, nc, &out->metrics);
         return 0;
+    }
     size_t bs = (size_t)cfg->train.batch_size;
     ds_sampler s;
-    if (ds_sampler_init(&s, n, world, comm_rank(g), bs, 0, 0, err, errlen))
+    if (ds_sampler_init(&s, n, world, rank, bs, 0, 0, err, errlen))
         return -1;
     ds_prefetch_opts po = {.threads = (int)cfg->data.loader_threads,
                            .depth = (int)cfg->data.prefetch_depth,
@@ -51,8 +109,12 @@ int tr_evaluate(comm_group *g, ds_loader *l, tr_model *m, const tr_config *cfg, 
                            .allocator = tr_batch_allocator(tc_device_of(tr_model_params(m)->v[0].t))};
     ds_prefetch *pf = NULL;
     float *logits = malloc(bs * (size_t)nc * sizeof *logits);
+    sample_rows keep = {.cap = ds_sampler_steps_per_epoch(&s) * bs, .width = 3 + nc};
+    keep.rows = samples ? malloc(keep.cap * (size_t)keep.width * sizeof *keep.rows + 1) : NULL;
+    for (size_t k = 0; keep.rows && k < keep.cap; k++)
+        keep.rows[k * (size_t)keep.width] = -1;
     int rc = 0;
-    if (!logits) {
+    if (!logits || (samples && !keep.rows)) {
         snprintf(err, errlen, "evaluate %s: out of memory for a batch of %zu", split, bs);
         rc = -1;
     } else if (ds_prefetch_open(l, split, &s, &po, &pf, err, errlen)) {
@@ -72,7 +134,9 @@ int tr_evaluate(comm_group *g, ds_loader *l, tr_model *m, const tr_config *cfg, 
             snprintf(err, errlen, "evaluate %s: forward failed: %s", split, tc_last_error());
             rc = -1;
         } else {
-            score(logits, tr_batch_labels(it.batch, nc), it.n_real, nc, conf, sums);
+            /* The identity order: this rank's rows of the step start at done + rank * bs. */
+            score(logits, tr_batch_labels(it.batch, nc), it.n_real, nc, conf, sums, samples ? &keep : NULL,
+                  done + (size_t)rank * bs);
         }
         ds_prefetch_release(pf, &it);
         done += bs * (size_t)world;
@@ -80,15 +144,39 @@ int tr_evaluate(comm_group *g, ds_loader *l, tr_model *m, const tr_config *cfg, 
     }
     rc = rc == DS_PREFETCH_END ? 0 : -1;
     tr_progress_end(&bar);
-    if (rc == 0 && world > 1)
-        rc = comm_allreduce(g, conf, (size_t)nc * (size_t)nc, COMM_I64, COMM_SUM, err, errlen) ||
-             comm_allreduce(g, sums, 2, COMM_F64, COMM_SUM, err, errlen);
     ds_prefetch_close(pf);
     ds_sampler_free(&s);
     free(logits);
+    /* Every rank reduces, a failed one too (sums[2] tells the others), so none waits alone. */
+    sums[2] = rc ? 1 : 0;
+    char *e = rc ? NULL : err;
+    size_t el = rc ? 0 : errlen;
+    if (world > 1 && (comm_allreduce(g, conf, (size_t)nc * (size_t)nc, COMM_I64, COMM_SUM, e, el) ||
+                      comm_allreduce(g, sums, 3, COMM_F64, COMM_SUM, e, el)))
+        rc = -1;
+    if (rc == 0 && sums[2] > 0) {
+        snprintf(err, errlen, "evaluate %s: another rank failed (its own line says why)", split);
+        rc = -1;
+    }
+    if (rc == 0 && samples)
+        rc = gather_samples(g, &keep, n, nc, out, err, errlen);
+    free(keep.rows);
     if (rc == 0) {
-        tr_metrics_compute(conf, nc, out);
-        *mean_loss = sums[1] > 0 ? sums[0] / sums[1] : 0;
+        tr_metrics_compute(conf, nc, &out->metrics);
+        out->loss = sums[1] > 0 ? sums[0] / sums[1] : 0;
+    } else {
+        tr_eval_free(out);
     }
     return rc;
+}
+
+void tr_eval_free(tr_eval *e)
+{
+    free(e->label);
+    free(e->pred);
+    free(e->probs);
+    e->label = NULL;
+    e->pred = NULL;
+    e->probs = NULL;
+    e->n = 0;
 }

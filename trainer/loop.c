@@ -5,11 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "dataset/prefetch.h"
 #include "trainer/batch.h"
+#include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
+#include "trainer/predictions.h"
 #include "trainer/run.h"
 #include "trainer/stop.h"
 
@@ -155,27 +158,33 @@ static int improves(double v, double best, int64_t which, double delta)
     return which == TR_METRIC_LOSS ? v < best - delta : v > best + delta;
 }
 
+/* One metrics.jsonl record of an evaluation: {"event":EVENT,"step":STEP,"split":SPLIT,"loss":..., metrics}. */
+static void record_eval(tr_run *r, const char *event, int64_t step, const char *split, const tr_eval *e)
+{
+    if (!r->metrics)
+        return;
+    char *json = tr_metrics_json(&e->metrics, tr_class_names((int)r->cfg.model.num_classes));
+    if (json)
+        fprintf(r->metrics, "{\"event\":\"%s\",\"step\":%lld,\"split\":\"%s\",\"loss\":%.17g,%s}\n", event,
+                (long long)step, split, e->loss, json);
+    free(json);
+    fflush(r->metrics);
+}
+
 /* Validates; returns 1 when this is the best validation so far (by train.best_metric), 0 if not, -1 on
  * failure. Updates early stopping. */
 static int validate(tr_run *r, int progress)
 {
     const tr_config *c = &r->cfg;
-    tr_metrics m;
-    double loss;
+    tr_eval e;
     tr_progress_clear(&r->bar);
-    if (tr_evaluate(r->g, r->loader, &r->model, c, "val", progress, &m, &loss, r->err, sizeof r->err))
+    if (tr_evaluate(r->g, r->loader, &r->model, c, "val", progress, 0, &e, r->err, sizeof r->err))
         return -1;
+    const tr_metrics m = e.metrics;
+    double loss = e.loss;
     tr_run_say(r, "eval val step %lld: accuracy %.4f  weighted F1 %.4f  macro F1 %.4f  loss %.4f  (%lld samples)",
                (long long)r->step, m.accuracy, m.weighted_f1, m.macro_f1, loss, (long long)m.total);
-    if (r->metrics) {
-        fprintf(r->metrics,
-                "{\"event\":\"eval\",\"step\":%lld,\"split\":\"val\",\"accuracy\":%.17g,\"weighted_f1\":%.17g,"
-                "\"macro_f1\":%.17g,\"weighted_precision\":%.17g,\"weighted_recall\":%.17g,\"loss\":%.17g,"
-                "\"samples\":%lld}\n",
-                (long long)r->step, m.accuracy, m.weighted_f1, m.macro_f1, m.weighted_precision, m.weighted_recall,
-                loss, (long long)m.total);
-        fflush(r->metrics);
-    }
+    record_eval(r, "eval", r->step, "val", &e);
     double best = metric_of(&m, loss, c->train.best_metric), watch = metric_of(&m, loss, c->train.stop_metric);
     /* A diverged model (a NaN or infinite loss) is never the best, nor an improvement. */
     int is_best = isfinite(best) && (r->best_step == 0 || improves(best, r->best_value, c->train.best_metric, 0));
@@ -237,6 +246,57 @@ static int open_prefetch(tr_run *r, ds_prefetch **pf)
                            .max_batches = (uint64_t)((r->max_steps - r->step) * c->train.grad_accum),
                            .allocator = tr_batch_allocator(tc_device_of(tr_model_params(&r->model)->v[0].t))};
     return ds_prefetch_open(r->loader, "train", &r->sampler, &po, pf, r->err, sizeof r->err);
+}
+
+/* COLLECTIVE. Every rank loads the weights of the checkpoint of step (its model only). */
+static int load_weights(tr_run *r, int64_t step)
+{
+    char dir[4200];
+    tr_ckpt_state st;
+    if (!tr_ckpt_find_step(r->out, step, dir, sizeof dir)) {
+        snprintf(r->err, sizeof r->err, "%s/checkpoints: the checkpoint of step %lld is gone", r->out, (long long)step);
+        return tr_run_agree(r, -1);
+    }
+    int rc = tr_ckpt_load(dir, r->cfg.model_hash, &st, tr_model_params(&r->model), NULL, r->err, sizeof r->err);
+    if (rc == 0)
+        tr_ckpt_state_free(&st);
+    return tr_run_agree(r, rc);
+}
+
+/* The best checkpoint's predictions of val and test: RUNDIR/predictions/<split>.csv and a "final" record
+ * per split in metrics.jsonl (the test split's report on the log). The last step's weights come back
+ * after, for the export. */
+static int predict_splits(tr_run *r, int progress)
+{
+    int64_t best = r->best_step ? r->best_step : r->step;
+    if (best != r->step && load_weights(r, best))
+        return -1;
+    static const char *const splits[] = {"val", "test"};
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < 2; i++) {
+        const ds_manifest_split *ms = ds_manifest_find_split(ds_loader_manifest(r->loader), splits[i]);
+        if (!ms || ms->count == 0)
+            continue;
+        tr_eval e;
+        if (tr_evaluate(r->g, r->loader, &r->model, &r->cfg, splits[i], progress, 1, &e, r->err, sizeof r->err))
+            return -1;
+        record_eval(r, "final", best, splits[i], &e);
+        int local = 0;
+        if (r->rank == 0) {
+            char path[4200];
+            snprintf(path, sizeof path, "%s/predictions", r->out);
+            mkdir(path, 0755);
+            snprintf(path, sizeof path, "%s/predictions/%s.csv", r->out, splits[i]);
+            local = tr_predictions_write(path, &e, &ms->conversation_ids, r->err, sizeof r->err);
+            if (local == 0 && !r->quiet) {
+                tr_run_say(r, "%s (step %lld, %lld samples; %s):", splits[i], (long long)best, (long long)e.n, path);
+                tr_metrics_report(stdout, &e.metrics, tr_class_names((int)r->cfg.model.num_classes));
+            }
+        }
+        tr_eval_free(&e);
+        rc = tr_run_agree(r, local);
+    }
+    return rc == 0 && best != r->step ? load_weights(r, r->step) : rc;
 }
 
 void tr_run_describe(tr_run *r)
@@ -308,7 +368,7 @@ int tr_run_train(tr_run *r)
         tr_run_say(r, "train: stopped at step %lld on a signal; continue with --resume auto", (long long)r->step);
         return 0;
     }
-    if (tr_run_agree(r, tr_run_export(r)))
+    if (predict_splits(r, progress) || tr_run_agree(r, tr_run_export(r)))
         return -1;
     tr_run_say(r, "train: done at step %lld; best val %s %.4f at step %lld", (long long)r->step,
                tr_metric_name(c->train.best_metric), r->best_value, (long long)r->best_step);

@@ -180,6 +180,46 @@ tcp)
   grep -q "rank 1" "$t/kill0.log" || fail "rank 0's line does not name rank 1: $(cat "$t/kill0.log")"
   echo "TCP: 2 processes train as 2 MPI ranks do; rank 1 killed, rank 0 ended after $took s: $(grep -m1 'rank 1' "$t/kill0.log")"
   ;;
+predictions)
+  # The best checkpoint's val and test predictions, gathered from 2 ranks: every sample once, in the
+  # split's order, and the metrics.jsonl figures equal scikit-learn's on them.
+  mpi 2 "$EMPD" train "${text[@]}" --out "$t/run" --max-steps 20 --set train.eval_every=10 --set train.batch_size=8
+  "$EMPD_PYTHON" - "$t/run" "$WORK/shards/manifest.json" <<'PY'
+import csv, json, math, sys
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, accuracy_score
+run, man = sys.argv[1], json.load(open(sys.argv[2]))
+finals = {e["split"]: e for e in map(json.loads, open(run + "/metrics.jsonl")) if e["event"] == "final"}
+evals = [e for e in map(json.loads, open(run + "/metrics.jsonl")) if e["event"] == "eval"]
+best = max(evals, key=lambda e: e["accuracy"])  # the first of equals, as the trainer keeps it
+for split in ("val", "test"):
+    rows = list(csv.reader(open(f"{run}/predictions/{split}.csv")))
+    head, rows = rows[0], rows[1:]
+    k = len(head) - 3
+    assert head[:3] == ["id", "label", "pred"] and k == 7, head
+    assert [r[0] for r in rows] == man["splits"][split]["conversation_ids"], f"{split}: ids not the split's, in order"
+    y = np.array([int(r[1]) for r in rows]); pred = np.array([int(r[2]) for r in rows])
+    p = np.array([[float(v) for v in r[3:]] for r in rows])
+    assert np.all(np.abs(p.sum(1) - 1) < 1e-5), "probabilities do not sum to 1"
+    assert np.all(p[np.arange(len(p)), pred] >= p.max(1) - 1e-6), "pred is not the most probable class"
+    f = finals[split]
+    assert f["step"] == (best["step"] if split == "val" else f["step"]), (f["step"], best["step"])
+    assert math.isclose(f["accuracy"], accuracy_score(y, pred), abs_tol=1e-12)
+    for avg in ("macro", "weighted"):
+        want = precision_recall_fscore_support(y, pred, average=avg, zero_division=0)[:3]
+        got = [f[f"{avg}_precision"], f[f"{avg}_recall"], f[f"{avg}_f1"]]
+        assert np.allclose(got, want, atol=1e-12), (split, avg, got, want)
+    pc = precision_recall_fscore_support(y, pred, labels=list(range(k)), zero_division=0)
+    for c, row in enumerate(f["per_class"]):
+        assert np.allclose([row["precision"], row["recall"], row["f1"]], [pc[0][c], pc[1][c], pc[2][c]], atol=1e-12)
+        assert row["support"] == pc[3][c] and row["name"] == head[3 + c][2:]
+    assert f["confusion"] == confusion_matrix(y, pred, labels=list(range(k))).tolist(), "confusion matrix"
+    loss = float(np.mean(-np.log(p[np.arange(len(p)), y])))
+    assert abs(loss - f["loss"]) <= 1e-5 * max(1, loss), (loss, f["loss"])
+    print(f"{split}: {len(rows)} samples, accuracy {f['accuracy']:.4f}, metrics and confusion equal scikit-learn's")
+assert finals["val"]["accuracy"] == best["accuracy"], "the final val record is not the best validation's"
+PY
+  ;;
 early_stop)
   # lr 0: the validation loss never improves, so patience 2 stops the run at the third validation; the
   # best checkpoint (the first validation's) is kept beside the last one.
