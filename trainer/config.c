@@ -294,8 +294,9 @@ static int read_list(cJSON *root, const struct field *f, const cJSON *v, int64_t
         const cJSON *x;
         cJSON_ArrayForEach(x, a)
         {
-            if (!cJSON_IsNumber(x) || x->valuedouble != (double)(int64_t)x->valuedouble || x->valuedouble < f->lo ||
-                x->valuedouble > f->hi) {
+            /* The range first: a cast of a double beyond int64_t is undefined. */
+            if (!cJSON_IsNumber(x) || x->valuedouble < f->lo || x->valuedouble > f->hi ||
+                x->valuedouble != (double)(int64_t)x->valuedouble) {
                 rc = md_fail(err, errlen, "%s: %s[%d] must be an integer in [%g, %g]", src, f->key, n, f->lo, f->hi);
                 break;
             }

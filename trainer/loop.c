@@ -164,9 +164,12 @@ static void record_eval(tr_run *r, const char *event, int64_t step, const char *
     if (!r->metrics)
         return;
     char *json = tr_metrics_json(&e->metrics, tr_class_names((int)r->cfg.model.num_classes));
+    char loss[32];
+    /* JSON has no NaN: a diverged model's loss is null. */
+    snprintf(loss, sizeof loss, isfinite(e->loss) ? "%.17g" : "null", e->loss);
     if (json)
-        fprintf(r->metrics, "{\"event\":\"%s\",\"step\":%lld,\"split\":\"%s\",\"loss\":%.17g,%s}\n", event,
-                (long long)step, split, e->loss, json);
+        fprintf(r->metrics, "{\"event\":\"%s\",\"step\":%lld,\"split\":\"%s\",\"loss\":%s,%s}\n", event,
+                (long long)step, split, loss, json);
     free(json);
     fflush(r->metrics);
 }

@@ -1,5 +1,8 @@
-/* trainer/metrics.h against scikit-learn: ref_metrics.py prints labels and sklearn's metrics; the
- * test counts the confusion matrix and compares every number tr_metrics_compute gives. */
+/* trainer/metrics.h against scikit-learn: ref_metrics.py prints labels and sklearn's figures; the test
+ * counts the confusion matrix and compares every number tr_metrics_compute gives, the text of
+ * tr_metrics_report with sklearn's classification_report, and hands tr_metrics_json's records back to
+ * ref_metrics.py, which parses them with Python's json module and compares them with sklearn again. */
+#define _GNU_SOURCE
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,25 +21,32 @@
 
 static char *ref_text;
 
+/* The whole output of a shell command, NUL-terminated; NULL when it fails. */
+static char *run_command(const char *cmd) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return NULL;
+    size_t len = 0, cap = 1 << 16, got;
+    char *text = malloc(cap);
+    while (text && (got = fread(text + len, 1, cap - len - 1, p)) > 0) {
+        len += got;
+        if (cap - len < 2) text = realloc(text, cap *= 2);
+    }
+    int rc = pclose(p);
+    if (!text || rc != 0) {
+        fprintf(stderr, "failed (%d): %s\n%.*s", rc, cmd, text ? (int)len : 0, text ? text : "");
+        free(text);
+        return NULL;
+    }
+    text[len] = 0;
+    return text;
+}
+
 int metrics_setup(void **state) {
     (void)state;
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "%s %s", EMPD_PYTHON, TU_METRICS_SCRIPT);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t len = 0, cap = 1 << 16, got;
-    ref_text = malloc(cap);
-    while (ref_text && (got = fread(ref_text + len, 1, cap - len - 1, p)) > 0) {
-        len += got;
-        if (cap - len < 2) ref_text = realloc(ref_text, cap *= 2);
-    }
-    int rc = pclose(p);
-    if (!ref_text || rc != 0) {
-        fprintf(stderr, "reference script failed (%d): %s\n", rc, cmd);
-        return -1;
-    }
-    ref_text[len] = 0;
-    return 0;
+    ref_text = run_command(cmd);
+    return ref_text ? 0 : -1;
 }
 
 int metrics_teardown(void **state) {
@@ -46,14 +56,18 @@ int metrics_teardown(void **state) {
     return 0;
 }
 
-/* The line after *cur starting with key (the word and a space); advances *cur past it. */
+/* The line at *cur, which must start with key (the word and a space, or the word alone); advances
+ * *cur past it. */
 static char *next_line(char **cur, const char *key) {
     char *line = *cur, *nl = strchr(line, '\n');
     size_t kl = strlen(key);
     if (nl) *nl = 0;
     *cur = nl ? nl + 1 : line + strlen(line);
-    assert_true(strncmp(line, key, kl) == 0 && line[kl] == ' ');
-    return line + kl + 1;
+    if (!(strncmp(line, key, kl) == 0 && (line[kl] == ' ' || line[kl] == 0))) {
+        fprintf(stderr, "reference: \"%s\" where \"%s\" was expected\n", line, key);
+        fail();
+    }
+    return line + kl + (line[kl] == ' ');
 }
 
 static double worst;
@@ -79,9 +93,36 @@ static void check3(const char *line, const char *name, const char *what, double 
     check(label, name, -1, f, want_f);
 }
 
+/* tr_metrics_report's text equals the reference's K lines at *cur. */
+static void check_report(char **cur, const char *name, const tr_metrics *mt, const char *const *names) {
+    int lines = atoi(next_line(cur, "report"));
+    char *want = *cur;
+    for (int i = 0; i < lines; i++) {
+        char *nl = strchr(*cur, '\n');
+        *cur = nl ? nl + 1 : *cur + strlen(*cur);
+    }
+    /* sklearn's text ends in a newline, which its split() left as the last, empty line. */
+    size_t want_len = (size_t)(*cur - want) - (**cur || (*cur)[-1] == '\n' ? 1 : 0);
+    char *got = NULL;
+    size_t got_len = 0;
+    FILE *f = open_memstream(&got, &got_len);
+    assert_non_null(f);
+    tr_metrics_report(f, mt, names);
+    fclose(f);
+    if (got_len != want_len || memcmp(got, want, want_len) != 0) {
+        fprintf(stderr, "%s: report\n%s\nis not sklearn's\n%.*s\n", name, got, (int)want_len, want);
+        fail();
+    }
+    free(got);
+}
+
 void test_metrics_vs_sklearn(void **state) {
     (void)state;
-    char *text = strdup(ref_text), *cur = text;
+    char *text = strdup(ref_text), *cur = text, dir[64], json_path[128], cmd[1024];
+    assert_int_equal(tf_make_temp_dir(dir, "test_trainer_unit"), 0);
+    snprintf(json_path, sizeof json_path, "%s/metrics.jsonl", dir);
+    FILE *json = fopen(json_path, "w");
+    assert_non_null(json);
     int cases = 0, macro_differs = 0;
     worst = 0;
     while (*cur) {
@@ -89,6 +130,11 @@ void test_metrics_vs_sklearn(void **state) {
         int n, m;
         assert_int_equal(sscanf(next_line(&cur, "case"), "%63s %d %d", name, &n, &m), 3);
         assert_true(n >= 2 && n <= TR_MAX_CLASSES && m >= 1);
+        char *names_line = next_line(&cur, "names"), *names[TR_MAX_CLASSES], *save = NULL;
+        for (int c = 0; c < n; c++) {
+            names[c] = strtok_r(c ? NULL : names_line, " ", &save);
+            assert_non_null(names[c]);
+        }
         int64_t *confusion = calloc((size_t)n * (size_t)n, sizeof *confusion);
         int *y = malloc((size_t)m * sizeof *y);
         char *p = next_line(&cur, "true");
@@ -121,25 +167,57 @@ void test_metrics_vs_sklearn(void **state) {
         check3(next_line(&cur, "macro"), name, "macro", mt.macro_precision, mt.macro_recall, mt.macro_f1);
         check3(next_line(&cur, "weighted"), name, "weighted", mt.weighted_precision, mt.weighted_recall,
                mt.weighted_f1);
-        /* sklearn's macro over labels=range(n) differs where a class is in neither y_true nor y_pred;
-         * tr_metrics_compute documents sklearn's default (labels=None), so this is only counted. */
-        double all_f = 0;
-        assert_int_equal(sscanf(next_line(&cur, "macro_all"), "%*f %*f %lf", &all_f), 1);
-        macro_differs += fabs(all_f - mt.macro_f1) > METRICS_TOL;
+        check3(next_line(&cur, "macro_all"), name, "macro_all", mt.macro_all_precision, mt.macro_all_recall,
+               mt.macro_all_f1);
+        macro_differs += fabs(mt.macro_all_f1 - mt.macro_f1) > METRICS_TOL;
+        p = next_line(&cur, "confusion");
+        for (int k = 0; k < n * n; k++) {
+            long long want = strtoll(p, &p, 10);
+            if (mt.confusion[k] != want) {
+                fprintf(stderr, "%s: confusion[%d][%d] = %lld, sklearn %lld\n", name, k / n, k % n,
+                        (long long)mt.confusion[k], want);
+                fail();
+            }
+        }
+        check_report(&cur, name, &mt, (const char *const *)names);
+        char *record = tr_metrics_json(&mt, (const char *const *)names);
+        assert_non_null(record);
+        fprintf(json, "%s\t{%s}\n", name, record);
+        free(record);
         free(confusion);
         free(y);
         cases++;
     }
-    printf("metrics: %d cases, max |ours - sklearn| = %.3g; %d cases where macro over range(n) differs\n",
+    assert_int_equal(fclose(json), 0);
+    printf("metrics: %d cases, max |ours - sklearn| = %.3g; %d cases where the macro mean over range(n) differs; "
+           "reports equal classification_report's text\n",
            cases, worst, macro_differs);
-    assert_true(cases >= 20);
+    assert_true(cases >= 28);
     assert_true(macro_differs > 0);
+    snprintf(cmd, sizeof cmd, "%s %s --check-json %s", EMPD_PYTHON, TU_METRICS_SCRIPT, json_path);
+    char *verdict = run_command(cmd);
+    assert_non_null(verdict);
+    printf("metrics: tr_metrics_json read by Python's json module: %s", verdict);
+    free(verdict);
+    tf_remove_tree(dir);
     free(text);
+}
 
-    /* No samples at all: defined as zeros, nothing divided by zero. */
+/* No labelled sample at all: every figure 0, nothing divided by zero; no names: the indices. */
+void test_metrics_empty_and_unnamed(void **state) {
+    (void)state;
     int64_t zero[4] = {0};
     tr_metrics mt;
     tr_metrics_compute(zero, 2, &mt);
     assert_int_equal(mt.total, 0);
-    assert_true(mt.accuracy == 0 && mt.macro_f1 == 0 && mt.weighted_f1 == 0 && mt.precision[0] == 0);
+    assert_int_equal(mt.n_present, 0);
+    assert_true(mt.accuracy == 0 && mt.macro_f1 == 0 && mt.weighted_f1 == 0 && mt.macro_all_f1 == 0 &&
+                mt.precision[0] == 0);
+    int64_t two[4] = {3, 1, 0, 2};
+    tr_metrics_compute(two, 2, &mt);
+    char *json = tr_metrics_json(&mt, NULL);
+    assert_non_null(json);
+    assert_non_null(strstr(json, "{\"name\":\"0\",\"precision\":1,\"recall\":0.75,"));
+    assert_non_null(strstr(json, "\"confusion\":[[3,1],[0,2]]"));
+    free(json);
 }

@@ -19,6 +19,14 @@ void test_config_json_exact_doubles(void **state);
 int metrics_setup(void **state);
 int metrics_teardown(void **state);
 void test_metrics_vs_sklearn(void **state);
+void test_metrics_empty_and_unnamed(void **state);
+
+void test_eval_vs_torch(void **state);
+void test_eval_gather_faults(void **state);
+void test_eval_gather_two_ranks(void **state);
+
+void test_predictions_round_trip(void **state);
+void test_predictions_bad_files(void **state);
 
 void test_ckpt_round_trip(void **state);
 void test_ckpt_keep_last_and_torn(void **state);
