@@ -229,11 +229,11 @@ ds_batch_shape tr_model_batch_shape(const tr_config *c, const ds_manifest *man)
 
 /* The batch's tensors onto the model's device (from page-locked memory, so the copies are
  * asynchronous); on the CPU they stay views of the batch. */
-static void to_device(tc_tensor **ts, int n, tc_device dev)
+static void to_device(tc_tensor **const *fields, int n, tc_device dev)
 {
     for (int i = 0; dev.type != TC_CPU && i < n; i++)
-        if (ts[i])
-            ts[i] = tc_to_device(ts[i], dev);
+        if (*fields[i])
+            *fields[i] = tc_to_device(*fields[i], dev);
 }
 
 tc_tensor *tr_model_forward(tr_model *m, const ds_batch *b, int training, tc_generator *gen)
@@ -241,17 +241,13 @@ tc_tensor *tr_model_forward(tr_model *m, const ds_batch *b, int training, tc_gen
     tc_device dev = tc_device_of(tr_model_params(m)->v[0].t);
     if (m->kind == TR_MODEL_TEXT) {
         tm_inputs in = tr_batch_inputs(b);
-        tc_tensor *ts[] = {in.utt_tokens, in.utt_mask, in.utt_valid, in.meta};
-        to_device(ts, 4, dev);
-        in = (tm_inputs){ts[0], ts[1], ts[2], ts[3]};
+        to_device((tc_tensor **const[]){&in.utt_tokens, &in.utt_mask, &in.utt_valid, &in.meta}, 4, dev);
         return tm_model_forward(&m->text, &in, training, gen);
     }
     mf_inputs in = tr_batch_fusion_inputs(b);
-    tc_tensor *ts[] = {in.utt_tokens, in.utt_mask, in.utt_valid, in.utt_role, in.ctx_tokens, in.ctx_mask,
-                       in.meta, in.audio, in.audio_len, in.audio_valid, in.frames, in.video_valid};
-    to_device(ts, 12, dev);
-    in.utt_tokens = ts[0], in.utt_mask = ts[1], in.utt_valid = ts[2], in.utt_role = ts[3], in.ctx_tokens = ts[4];
-    in.ctx_mask = ts[5], in.meta = ts[6], in.audio = ts[7], in.audio_len = ts[8], in.audio_valid = ts[9];
-    in.frames = ts[10], in.video_valid = ts[11];
+    to_device((tc_tensor **const[]){&in.utt_tokens, &in.utt_mask, &in.utt_valid, &in.utt_role, &in.ctx_tokens,
+                                    &in.ctx_mask, &in.meta, &in.audio, &in.audio_len, &in.audio_valid, &in.frames,
+                                    &in.video_valid},
+              12, dev);
     return mf_model_forward(&m->fusion, &in, training, gen);
 }

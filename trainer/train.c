@@ -319,8 +319,8 @@ int cmd_train(int argc, char **argv)
     if (rc == 0)
         comm_set_timeout(r.g, r.cfg.train.comm_timeout);
     if (rc == 0)
-        rc = tr_run_agree(&r, join_nccl(&r)) || tr_run_agree(&r, make_reducer(&r)) || broadcast_weights(&r) || tr_run_start(&r, resume_how) ||
-             tr_run_train(&r);
+        rc = tr_run_agree(&r, join_nccl(&r)) || tr_run_agree(&r, make_reducer(&r)) || broadcast_weights(&r) ||
+             tr_run_start(&r, resume_how) || tr_run_train(&r);
     if (rc && r.err[0]) {
         if (r.world > 1 && !r.all_failed)
             fprintf(stderr, "empd train: rank %d: %s\n", r.rank, r.err);

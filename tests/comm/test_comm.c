@@ -23,50 +23,15 @@
 #include <mpi.h>
 
 #include "comm/comm.h"
+#include "tests/common/comm_test.h"
 #include "comm/comm_nccl.h"
 
 #ifdef EMPD_HAVE_NCCL
 #include <cuda_runtime_api.h>
 #endif
 
-static comm_group *G;
-static int body_completed = 1;
+static int is_mpi(void) { return !strcmp(comm_backend_name(comm_test_group), "mpi"); }
 
-static int is_mpi(void) { return !strcmp(comm_backend_name(G), "mpi"); }
-
-#define COMM_TEST(name)                                                                                      \
-    static void name##_body(void);                                                                           \
-    static void name(void **state)                                                                           \
-    {                                                                                                        \
-        (void)state;                                                                                         \
-        body_completed = 0;                                                                                  \
-        name##_body();                                                                                       \
-        body_completed = 1;                                                                                  \
-    }                                                                                                        \
-    static void name##_body(void)
-
-/* Runs before each test and after the last one. cmocka prints a failure's message only after the test
- * has ended, so the abort waits until then (an abort in the failed test's teardown would swallow it).
- * skip() also leaves a body early: only a singleton may skip, where nobody waits. */
-static int abort_after_failure(void **state)
-{
-    (void)state;
-    if (!body_completed && comm_size(G) > 1) {
-        fprintf(stderr, "test_comm: a test failed on rank %d; aborting every rank so none waits in a collective\n",
-                comm_rank(G));
-        fflush(stdout);
-        fflush(stderr);
-        comm_abort(G, 1);
-    }
-    return 0;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static uint64_t fnv1a(const void *p, size_t n)
 {
@@ -81,11 +46,11 @@ static uint64_t fnv1a(const void *p, size_t n)
 static void assert_same_on_all_ranks(const void *p, size_t n)
 {
     char err[256];
-    int size = comm_size(G);
+    int size = comm_size(comm_test_group);
     uint64_t mine = fnv1a(p, n);
     uint64_t *all = calloc(size, sizeof *all);
     assert_non_null(all);
-    assert_int_equal(comm_allgather(G, &mine, all, sizeof mine, err, sizeof err), COMM_OK);
+    assert_int_equal(comm_allgather(comm_test_group, &mine, all, sizeof mine, err, sizeof err), COMM_OK);
     for (int r = 0; r < size; r++)
         assert_true(all[r] == mine);
     free(all);
@@ -105,27 +70,28 @@ static int launcher_int(const char *name, int *out)
  * launched is a singleton. */
 COMM_TEST(test_group_identity)
 {
-    int rank = comm_rank(G), size = comm_size(G), v;
+    int rank = comm_rank(comm_test_group), size = comm_size(comm_test_group), v;
     assert_true(size >= 1);
     assert_true(rank >= 0 && rank < size);
-    assert_true(comm_local_rank(G) >= 0 && comm_local_rank(G) < comm_local_size(G));
-    assert_true(comm_local_size(G) <= size);
+    int local = comm_local_rank(comm_test_group);
+    assert_true(local >= 0 && local < comm_local_size(comm_test_group));
+    assert_true(comm_local_size(comm_test_group) <= size);
     if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("SLURM_PROCID") && !getenv("PMIX_RANK") && !getenv("WORLD_SIZE")) {
         assert_int_equal(size, 1);
-        assert_int_equal(comm_local_size(G), 1);
+        assert_int_equal(comm_local_size(comm_test_group), 1);
     }
     char host[256] = {0};
     assert_int_equal(gethostname(host, sizeof host - 1), 0);
-    assert_string_equal(comm_hostname(G), host);
+    assert_string_equal(comm_hostname(comm_test_group), host);
     if (!is_mpi()) {
-        assert_string_equal(comm_backend_name(G), "tcp");
+        assert_string_equal(comm_backend_name(comm_test_group), "tcp");
         if (launcher_int("WORLD_SIZE", &v))
             assert_int_equal(size, v);
         if (launcher_int("RANK", &v))
             assert_int_equal(rank, v);
         if (launcher_int("LOCAL_RANK", &v))
-            assert_int_equal(comm_local_rank(G), v);
-        assert_int_equal(comm_thread_level_of(G), COMM_THREAD_MULTIPLE);
+            assert_int_equal(comm_local_rank(comm_test_group), v);
+        assert_int_equal(comm_thread_level_of(comm_test_group), COMM_THREAD_MULTIPLE);
         return;
     }
     if (launcher_int("OMPI_COMM_WORLD_SIZE", &v) || launcher_int("SLURM_NTASKS", &v))
@@ -133,9 +99,9 @@ COMM_TEST(test_group_identity)
     if (launcher_int("OMPI_COMM_WORLD_RANK", &v) || launcher_int("SLURM_PROCID", &v) || launcher_int("PMIX_RANK", &v))
         assert_int_equal(rank, v);
     if (launcher_int("OMPI_COMM_WORLD_LOCAL_RANK", &v) || launcher_int("SLURM_LOCALID", &v))
-        assert_int_equal(comm_local_rank(G), v);
+        assert_int_equal(comm_local_rank(comm_test_group), v);
     if (launcher_int("OMPI_COMM_WORLD_LOCAL_SIZE", &v))
-        assert_int_equal(comm_local_size(G), v);
+        assert_int_equal(comm_local_size(comm_test_group), v);
 
     int provided = -1;
     MPI_Query_thread(&provided);
@@ -143,7 +109,7 @@ COMM_TEST(test_group_identity)
                              : provided >= MPI_THREAD_SERIALIZED ? COMM_THREAD_SERIALIZED
                              : provided >= MPI_THREAD_FUNNELED   ? COMM_THREAD_FUNNELED
                                                                  : COMM_THREAD_SINGLE;
-    assert_int_equal(comm_thread_level_of(G), want);
+    assert_int_equal(comm_thread_level_of(comm_test_group), want);
 }
 
 /* Rank r's element i: small multiples of 1/4 and negatives, so every sum is exact in float. */
@@ -153,14 +119,14 @@ COMM_TEST(test_allreduce_f32)
 {
     char err[256];
     const size_t n = 1031;
-    const int size = comm_size(G), rank = comm_rank(G);
+    const int size = comm_size(comm_test_group), rank = comm_rank(comm_test_group);
     float *x = malloc(n * sizeof *x);
     assert_non_null(x);
     const comm_op ops[] = {COMM_SUM, COMM_AVG, COMM_MAX, COMM_MIN};
     for (size_t k = 0; k < 4; k++) {
         for (size_t i = 0; i < n; i++)
             x[i] = (float)base_value(rank, i);
-        assert_int_equal(comm_allreduce(G, x, n, COMM_F32, ops[k], err, sizeof err), COMM_OK);
+        assert_int_equal(comm_allreduce(comm_test_group, x, n, COMM_F32, ops[k], err, sizeof err), COMM_OK);
         for (size_t i = 0; i < n; i++) {
             float sum = 0, mx = (float)base_value(0, i), mn = mx;
             for (int r = 0; r < size; r++) {
@@ -181,14 +147,14 @@ COMM_TEST(test_allreduce_f64)
 {
     char err[256];
     const size_t n = 517;
-    const int size = comm_size(G), rank = comm_rank(G);
+    const int size = comm_size(comm_test_group), rank = comm_rank(comm_test_group);
     double *x = malloc(n * sizeof *x);
     assert_non_null(x);
     const comm_op ops[] = {COMM_SUM, COMM_AVG, COMM_MAX, COMM_MIN};
     for (size_t k = 0; k < 4; k++) {
         for (size_t i = 0; i < n; i++)
             x[i] = base_value(rank, i) + 1e-9 * rank;
-        assert_int_equal(comm_allreduce(G, x, n, COMM_F64, ops[k], err, sizeof err), COMM_OK);
+        assert_int_equal(comm_allreduce(comm_test_group, x, n, COMM_F64, ops[k], err, sizeof err), COMM_OK);
         for (size_t i = 0; i < n; i++) {
             double sum = 0, mx = base_value(0, i), mn = mx;
             for (int r = 0; r < size; r++) {
@@ -209,14 +175,14 @@ COMM_TEST(test_allreduce_i64)
 {
     char err[256];
     const size_t n = 300;
-    const int size = comm_size(G), rank = comm_rank(G);
+    const int size = comm_size(comm_test_group), rank = comm_rank(comm_test_group);
     int64_t x[300];
     const comm_op ops[] = {COMM_SUM, COMM_MAX, COMM_MIN};
     for (size_t k = 0; k < 3; k++) {
         /* Values above 2^32 catch a reduction done in 32 bits. */
         for (size_t i = 0; i < n; i++)
             x[i] = ((int64_t)i << 33) * (rank + 1) - (int64_t)rank * 7;
-        assert_int_equal(comm_allreduce(G, x, n, COMM_I64, ops[k], err, sizeof err), COMM_OK);
+        assert_int_equal(comm_allreduce(comm_test_group, x, n, COMM_I64, ops[k], err, sizeof err), COMM_OK);
         for (size_t i = 0; i < n; i++) {
             int64_t sum = 0, mx = INT64_MIN, mn = INT64_MAX;
             for (int r = 0; r < size; r++) {
@@ -228,7 +194,7 @@ COMM_TEST(test_allreduce_i64)
             assert_true(x[i] == (ops[k] == COMM_SUM ? sum : ops[k] == COMM_MAX ? mx : mn));
         }
     }
-    assert_int_equal(comm_allreduce(G, x, n, COMM_I64, COMM_AVG, err, sizeof err), COMM_EINVAL);
+    assert_int_equal(comm_allreduce(comm_test_group, x, n, COMM_I64, COMM_AVG, err, sizeof err), COMM_EINVAL);
     assert_non_null(strstr(err, "AVG of int64"));
 }
 
@@ -247,7 +213,7 @@ COMM_TEST(test_allreduce_bit_identical)
 {
     char err[256];
     const size_t n = 100003;
-    const int size = comm_size(G);
+    const int size = comm_size(comm_test_group);
     float *x = malloc(n * sizeof *x);
     double *want = calloc(n, sizeof *want);
     assert_true(x && want);
@@ -258,8 +224,8 @@ COMM_TEST(test_allreduce_bit_identical)
     }
     for (int k = 0; k < 2; k++) {
         comm_op op = k ? COMM_AVG : COMM_SUM;
-        noise_fill(x, n, comm_rank(G));
-        assert_int_equal(comm_allreduce(G, x, n, COMM_F32, op, err, sizeof err), COMM_OK);
+        noise_fill(x, n, comm_rank(comm_test_group));
+        assert_int_equal(comm_allreduce(comm_test_group, x, n, COMM_F32, op, err, sizeof err), COMM_OK);
         assert_same_on_all_ranks(x, n * sizeof *x);
         for (size_t i = 0; i < n; i++) {
             double d = x[i] - (op == COMM_AVG ? want[i] / size : want[i]);
@@ -275,14 +241,14 @@ COMM_TEST(test_allreduce_large)
 {
     char err[256];
     const size_t n = 10 * 1000 * 1000;
-    const int size = comm_size(G), rank = comm_rank(G);
+    const int size = comm_size(comm_test_group), rank = comm_rank(comm_test_group);
     float *x = malloc(n * sizeof *x);
     assert_non_null(x);
     for (size_t i = 0; i < n; i++)
         x[i] = (float)(i % 1024) + (float)rank;
-    double t0 = now_s();
-    assert_int_equal(comm_allreduce(G, x, n, COMM_F32, COMM_SUM, err, sizeof err), COMM_OK);
-    double dt = now_s() - t0;
+    double t0 = comm_test_now();
+    assert_int_equal(comm_allreduce(comm_test_group, x, n, COMM_F32, COMM_SUM, err, sizeof err), COMM_OK);
+    double dt = comm_test_now() - t0;
     const float ranks_sum = (float)(size * (size - 1) / 2);
     for (size_t i = 0; i < n; i++)
         if (x[i] != (float)(i % 1024) * size + ranks_sum)
@@ -295,35 +261,35 @@ COMM_TEST(test_allreduce_large)
 COMM_TEST(test_allreduce_empty)
 {
     char err[256];
-    assert_int_equal(comm_allreduce(G, NULL, 0, COMM_F32, COMM_AVG, err, sizeof err), COMM_OK);
+    assert_int_equal(comm_allreduce(comm_test_group, NULL, 0, COMM_F32, COMM_AVG, err, sizeof err), COMM_OK);
 }
 
 COMM_TEST(test_broadcast)
 {
     char err[256];
-    const int size = comm_size(G), rank = comm_rank(G);
+    const int size = comm_size(comm_test_group), rank = comm_rank(comm_test_group);
     unsigned char buf[1000];
     for (int root = 0; root < size; root++) {
         for (size_t i = 0; i < sizeof buf; i++)
             buf[i] = rank == root ? (unsigned char)(i * 31 + root) : 0;
-        assert_int_equal(comm_broadcast(G, buf, sizeof buf, root, err, sizeof err), COMM_OK);
+        assert_int_equal(comm_broadcast(comm_test_group, buf, sizeof buf, root, err, sizeof err), COMM_OK);
         for (size_t i = 0; i < sizeof buf; i++)
             assert_int_equal(buf[i], (unsigned char)(i * 31 + root));
     }
-    assert_int_equal(comm_broadcast(G, NULL, 0, 0, err, sizeof err), COMM_OK);
+    assert_int_equal(comm_broadcast(comm_test_group, NULL, 0, 0, err, sizeof err), COMM_OK);
 }
 
 /* Rank 0 arrives late: every other rank must wait for it. */
 COMM_TEST(test_barrier)
 {
     char err[256];
-    assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
-    if (comm_rank(G) == 0)
+    assert_int_equal(comm_barrier(comm_test_group, err, sizeof err), COMM_OK);
+    if (comm_rank(comm_test_group) == 0)
         usleep(200 * 1000);
-    double t0 = now_s();
-    assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
-    double waited = now_s() - t0;
-    if (comm_rank(G) != 0)
+    double t0 = comm_test_now();
+    assert_int_equal(comm_barrier(comm_test_group, err, sizeof err), COMM_OK);
+    double waited = comm_test_now() - t0;
+    if (comm_rank(comm_test_group) != 0)
         assert_true(waited > 0.05);
 }
 
@@ -336,14 +302,14 @@ COMM_TEST(test_allgather)
         double loss;
         char host[64];
     } mine = {0}, *all;
-    const int size = comm_size(G);
-    mine.rank = comm_rank(G);
-    mine.local_rank = comm_local_rank(G);
+    const int size = comm_size(comm_test_group);
+    mine.rank = comm_rank(comm_test_group);
+    mine.local_rank = comm_local_rank(comm_test_group);
     mine.loss = 1.5 + mine.rank;
-    snprintf(mine.host, sizeof mine.host, "%s", comm_hostname(G));
+    snprintf(mine.host, sizeof mine.host, "%s", comm_hostname(comm_test_group));
     all = calloc(size, sizeof *all);
     assert_non_null(all);
-    assert_int_equal(comm_allgather(G, &mine, all, sizeof mine, err, sizeof err), COMM_OK);
+    assert_int_equal(comm_allgather(comm_test_group, &mine, all, sizeof mine, err, sizeof err), COMM_OK);
     /* The ranks on this host hold the local ranks 0..local_size-1, once each. */
     unsigned long long seen = 0;
     int on_host = 0;
@@ -357,7 +323,7 @@ COMM_TEST(test_allgather)
         assert_false(seen >> all[r].local_rank & 1);
         seen |= 1ull << all[r].local_rank;
     }
-    assert_int_equal(on_host, comm_local_size(G));
+    assert_int_equal(on_host, comm_local_size(comm_test_group));
     assert_true(seen == (on_host == 64 ? ~0ull : (1ull << on_host) - 1));
     free(all);
 }
@@ -366,33 +332,33 @@ COMM_TEST(test_allgather)
 COMM_TEST(test_errors_are_codes)
 {
     char err[256];
-    const int size = comm_size(G);
+    const int size = comm_size(comm_test_group);
     char buf[16] = {0};
-    assert_int_equal(comm_broadcast(G, buf, sizeof buf, size + 3, err, sizeof err), COMM_EINVAL);
+    assert_int_equal(comm_broadcast(comm_test_group, buf, sizeof buf, size + 3, err, sizeof err), COMM_EINVAL);
     char want[64];
     snprintf(want, sizeof want, "root %d is outside 0..%d", size + 3, size - 1);
     assert_non_null(strstr(err, want));
-    assert_int_equal(comm_broadcast(G, buf, sizeof buf, -1, err, sizeof err), COMM_EINVAL);
-    assert_int_equal(comm_broadcast(G, NULL, 4, 0, err, sizeof err), COMM_EINVAL);
+    assert_int_equal(comm_broadcast(comm_test_group, buf, sizeof buf, -1, err, sizeof err), COMM_EINVAL);
+    assert_int_equal(comm_broadcast(comm_test_group, NULL, 4, 0, err, sizeof err), COMM_EINVAL);
     assert_non_null(strstr(err, "buffer is NULL"));
-    assert_int_equal(comm_allreduce(G, NULL, 3, COMM_F32, COMM_SUM, err, sizeof err), COMM_EINVAL);
+    assert_int_equal(comm_allreduce(comm_test_group, NULL, 3, COMM_F32, COMM_SUM, err, sizeof err), COMM_EINVAL);
     assert_non_null(strstr(err, "all-reduce of 3 floats"));
-    assert_int_equal(comm_allreduce(G, buf, 2, COMM_BF16, COMM_SUM, err, sizeof err), COMM_EINVAL);
+    assert_int_equal(comm_allreduce(comm_test_group, buf, 2, COMM_BF16, COMM_SUM, err, sizeof err), COMM_EINVAL);
     assert_non_null(strstr(err, "bf16"));
-    assert_int_equal(comm_allreduce(G, buf, 2, (comm_dtype)42, COMM_SUM, err, sizeof err), COMM_EINVAL);
+    assert_int_equal(comm_allreduce(comm_test_group, buf, 2, (comm_dtype)42, COMM_SUM, err, sizeof err), COMM_EINVAL);
     assert_non_null(strstr(err, "dtype 42"));
-    assert_int_equal(comm_allreduce(G, buf, 2, COMM_F32, (comm_op)9, err, sizeof err), COMM_EINVAL);
+    assert_int_equal(comm_allreduce(comm_test_group, buf, 2, COMM_F32, (comm_op)9, err, sizeof err), COMM_EINVAL);
     assert_non_null(strstr(err, "op 9"));
-    assert_int_equal(comm_allgather(G, buf, NULL, 4, err, sizeof err), COMM_EINVAL);
+    assert_int_equal(comm_allgather(comm_test_group, buf, NULL, 4, err, sizeof err), COMM_EINVAL);
     assert_non_null(strstr(err, "recv is NULL"));
 
-    assert_int_equal(comm_broadcast(G, buf, sizeof buf, size, NULL, 0), COMM_EINVAL);
+    assert_int_equal(comm_broadcast(comm_test_group, buf, sizeof buf, size, NULL, 0), COMM_EINVAL);
     char tiny[8];
     memset(tiny, 'x', sizeof tiny);
-    assert_int_equal(comm_broadcast(G, buf, sizeof buf, size, tiny, sizeof tiny), COMM_EINVAL);
+    assert_int_equal(comm_broadcast(comm_test_group, buf, sizeof buf, size, tiny, sizeof tiny), COMM_EINVAL);
     assert_int_equal(strlen(tiny), sizeof tiny - 1);
 
-    assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
+    assert_int_equal(comm_barrier(comm_test_group, err, sizeof err), COMM_OK);
 
     const int codes[] = {COMM_OK,    COMM_EINVAL, COMM_EMPI,    COMM_ENOMEM, COMM_ENOGPU,
                          COMM_ECUDA, COMM_ENCCL,  COMM_ENOTSUP, COMM_ENET};
@@ -409,11 +375,11 @@ COMM_TEST(test_errors_are_codes)
 COMM_TEST(test_disagreement)
 {
     char err[256] = "";
-    if (comm_size(G) < 2)
+    if (comm_size(comm_test_group) < 2)
         skip();
-    const int rank = comm_rank(G);
+    const int rank = comm_rank(comm_test_group);
     char buf[64] = {0};
-    comm_group *h = G;
+    comm_group *h = comm_test_group;
     if (!is_mpi())
         assert_int_equal(comm_init(NULL, NULL, &h, err, sizeof err), COMM_OK);
     int rc = comm_broadcast(h, buf, rank == 0 ? 64 : 16, 0, err, sizeof err);
@@ -425,7 +391,7 @@ COMM_TEST(test_disagreement)
             assert_non_null(strstr(err, want));
         if (rank)
             assert_non_null(strstr(err, "MPI_ERR_TRUNCATE"));
-        assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
+        assert_int_equal(comm_barrier(comm_test_group, err, sizeof err), COMM_OK);
         return;
     }
     if (rank == 1) {
@@ -440,7 +406,7 @@ COMM_TEST(test_disagreement)
     if (rank == 0 && !strstr(err, "comm: barrier failed on rank 0: rank 1 failed (its own line says why)"))
         fail_msg("rank 0: %s", err);
     assert_int_equal(comm_finalize(h, err, sizeof err), COMM_OK);
-    assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
+    assert_int_equal(comm_barrier(comm_test_group, err, sizeof err), COMM_OK);
 }
 
 /* A second group while the first lives: its own traffic (MPI: a second duplicate of MPI_COMM_WORLD,
@@ -451,12 +417,12 @@ COMM_TEST(test_second_group)
     comm_group *h = NULL;
     assert_int_equal(comm_init(NULL, NULL, &h, err, sizeof err), COMM_OK);
     assert_non_null(h);
-    assert_ptr_not_equal(h, G);
-    assert_string_equal(comm_backend_name(h), comm_backend_name(G));
-    assert_int_equal(comm_rank(h), comm_rank(G));
-    assert_int_equal(comm_size(h), comm_size(G));
-    assert_int_equal(comm_local_rank(h), comm_local_rank(G));
-    assert_int_equal(comm_local_size(h), comm_local_size(G));
+    assert_ptr_not_equal(h, comm_test_group);
+    assert_string_equal(comm_backend_name(h), comm_backend_name(comm_test_group));
+    assert_int_equal(comm_rank(h), comm_rank(comm_test_group));
+    assert_int_equal(comm_size(h), comm_size(comm_test_group));
+    assert_int_equal(comm_local_rank(h), comm_local_rank(comm_test_group));
+    assert_int_equal(comm_local_size(h), comm_local_size(comm_test_group));
     double v = comm_rank(h) + 1.0;
     assert_int_equal(comm_allreduce(h, &v, 1, COMM_F64, COMM_SUM, err, sizeof err), COMM_OK);
     assert_true(v == comm_size(h) * (comm_size(h) + 1) / 2.0);
@@ -466,27 +432,27 @@ COMM_TEST(test_second_group)
         MPI_Finalized(&finalized);
         assert_int_equal(finalized, 0);
     }
-    assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
+    assert_int_equal(comm_barrier(comm_test_group, err, sizeof err), COMM_OK);
 }
 
 /* A deadline that is met costs nothing visible; 0, negatives and NaN mean none. */
 COMM_TEST(test_timeout_setting)
 {
     char err[256];
-    const double before = comm_timeout(G);
-    comm_set_timeout(G, 30);
-    assert_true(comm_timeout(G) == 30);
+    const double before = comm_timeout(comm_test_group);
+    comm_set_timeout(comm_test_group, 30);
+    assert_true(comm_timeout(comm_test_group) == 30);
     for (int i = 0; i < 50; i++) {
         int64_t x = i;
-        assert_int_equal(comm_allreduce(G, &x, 1, COMM_I64, COMM_SUM, err, sizeof err), COMM_OK);
-        assert_int_equal(x, (int64_t)i * comm_size(G));
+        assert_int_equal(comm_allreduce(comm_test_group, &x, 1, COMM_I64, COMM_SUM, err, sizeof err), COMM_OK);
+        assert_int_equal(x, (int64_t)i * comm_size(comm_test_group));
     }
-    comm_set_timeout(G, -1);
-    assert_true(comm_timeout(G) == 0);
-    comm_set_timeout(G, 0.0 / 0.0);
-    assert_true(comm_timeout(G) == 0);
-    comm_set_timeout(G, before);
-    assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
+    comm_set_timeout(comm_test_group, -1);
+    assert_true(comm_timeout(comm_test_group) == 0);
+    comm_set_timeout(comm_test_group, 0.0 / 0.0);
+    assert_true(comm_timeout(comm_test_group) == 0);
+    comm_set_timeout(comm_test_group, before);
+    assert_int_equal(comm_barrier(comm_test_group, err, sizeof err), COMM_OK);
 }
 
 #ifdef EMPD_HAVE_NCCL
@@ -510,14 +476,14 @@ static void check_nccl_allreduce(void)
 {
     char err[256];
     const size_t n = 4099;
-    const int size = comm_size(G), rank = comm_rank(G);
+    const int size = comm_size(comm_test_group), rank = comm_rank(comm_test_group);
     comm_nccl *nc = NULL;
-    int rc = comm_nccl_init(G, &nc, err, sizeof err);
+    int rc = comm_nccl_init(comm_test_group, &nc, err, sizeof err);
     if (rc)
         fail_msg("%s", err);
     int ndev = 0;
     assert_int_equal(cudaGetDeviceCount(&ndev), cudaSuccess);
-    assert_int_equal(comm_nccl_device(nc), comm_local_rank(G) % ndev);
+    assert_int_equal(comm_nccl_device(nc), comm_local_rank(comm_test_group) % ndev);
     assert_non_null(comm_nccl_stream(nc));
     float *hf = malloc(n * sizeof *hf);
     uint16_t *hb = malloc(n * sizeof *hb);
@@ -568,7 +534,7 @@ COMM_TEST(test_nccl)
     /* The ranks must take the same branch: init is collective. */
     int64_t all_have_gpu = rc == COMM_OK;
     char line[256];
-    assert_int_equal(comm_allreduce(G, &all_have_gpu, 1, COMM_I64, COMM_MIN, line, sizeof line), COMM_OK);
+    assert_int_equal(comm_allreduce(comm_test_group, &all_have_gpu, 1, COMM_I64, COMM_MIN, line, sizeof line), COMM_OK);
     if (all_have_gpu) {
         check_nccl_allreduce();
         return;
@@ -579,11 +545,11 @@ COMM_TEST(test_nccl)
     }
     comm_nccl *nc = (comm_nccl *)(uintptr_t)1; /* init must clear it */
     err[0] = '\0';
-    assert_int_equal(comm_nccl_init(G, &nc, err, sizeof err), COMM_ENOGPU);
+    assert_int_equal(comm_nccl_init(comm_test_group, &nc, err, sizeof err), COMM_ENOGPU);
     assert_null(nc);
     assert_non_null(strstr(err, "no GPU"));
     assert_int_equal(comm_nccl_destroy(NULL, err, sizeof err), COMM_OK);
-    assert_int_equal(comm_barrier(G, err, sizeof err), COMM_OK);
+    assert_int_equal(comm_barrier(comm_test_group, err, sizeof err), COMM_OK);
 #endif
 }
 
@@ -603,15 +569,15 @@ static void time_allreduce(float *x, size_t n, int iters, double *ours, double *
     for (int it = -1; it < iters; it++)
         for (int raw = 0; raw < 2; raw++) {
             MPI_Barrier(MPI_COMM_WORLD);
-            double t0 = now_s();
+            double t0 = comm_test_now();
             int rc = raw ? MPI_Allreduce(MPI_IN_PLACE, x, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD)
-                         : comm_allreduce(G, x, n, COMM_F32, COMM_SUM, err, sizeof err);
+                         : comm_allreduce(comm_test_group, x, n, COMM_F32, COMM_SUM, err, sizeof err);
             if (rc) {
                 fprintf(stderr, "test_comm --bench: all-reduce failed: %s\n", raw ? "MPI_Allreduce" : err);
-                comm_abort(G, 1);
+                comm_abort(comm_test_group, 1);
             }
             if (it >= 0)
-                t[raw][it] = now_s() - t0;
+                t[raw][it] = comm_test_now() - t0;
         }
     double median[2];
     for (int raw = 0; raw < 2; raw++) {
@@ -632,15 +598,15 @@ static int run_bench(int smoke)
         float *x = malloc(n * sizeof *x);
         if (!x) {
             fprintf(stderr, "test_comm --bench: out of memory for %zu floats\n", n);
-            comm_abort(G, 1);
+            comm_abort(comm_test_group, 1);
         }
         for (size_t i = 0; i < n; i++)
             x[i] = (float)(i % 7);
         double ours, peer;
         time_allreduce(x, n, smoke ? 3 : mbytes[k] > 50 ? 11 : 31, &ours, &peer);
-        if (comm_rank(G) == 0)
+        if (comm_rank(comm_test_group) == 0)
             printf("bench: comm_allreduce_f32_%zu%s_%dranks ours=%.2f peer=%.2f unit=ms ratio=%.3f goal=<=1.05\n",
-                   mbytes[k], smoke ? "B" : "MB", comm_size(G), ours * 1e3, peer * 1e3, ours / peer);
+                   mbytes[k], smoke ? "B" : "MB", comm_size(comm_test_group), ours * 1e3, peer * 1e3, ours / peer);
         free(x);
     }
     return 0;
@@ -649,7 +615,7 @@ static int run_bench(int smoke)
 int main(int argc, char **argv)
 {
     char err[512];
-    if (comm_init(&argc, &argv, &G, err, sizeof err)) {
+    if (comm_init(&argc, &argv, &comm_test_group, err, sizeof err)) {
         fprintf(stderr, "test_comm: %s\n", err);
         return 1;
     }
@@ -662,34 +628,35 @@ int main(int argc, char **argv)
         failed = run_bench(argc > 2 && !strcmp(argv[2], "--smoke"));
     } else {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test_setup(test_group_identity, abort_after_failure),
-            cmocka_unit_test_setup(test_allreduce_f32, abort_after_failure),
-            cmocka_unit_test_setup(test_allreduce_f64, abort_after_failure),
-            cmocka_unit_test_setup(test_allreduce_i64, abort_after_failure),
-            cmocka_unit_test_setup(test_allreduce_bit_identical, abort_after_failure),
-            cmocka_unit_test_setup(test_allreduce_large, abort_after_failure),
-            cmocka_unit_test_setup(test_allreduce_empty, abort_after_failure),
-            cmocka_unit_test_setup(test_broadcast, abort_after_failure),
-            cmocka_unit_test_setup(test_barrier, abort_after_failure),
-            cmocka_unit_test_setup(test_allgather, abort_after_failure),
-            cmocka_unit_test_setup(test_errors_are_codes, abort_after_failure),
-            cmocka_unit_test_setup(test_disagreement, abort_after_failure),
-            cmocka_unit_test_setup(test_second_group, abort_after_failure),
-            cmocka_unit_test_setup(test_timeout_setting, abort_after_failure),
-            cmocka_unit_test_setup(test_nccl, abort_after_failure),
+            cmocka_unit_test_setup(test_group_identity, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_allreduce_f32, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_allreduce_f64, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_allreduce_i64, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_allreduce_bit_identical, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_allreduce_large, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_allreduce_empty, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_broadcast, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_barrier, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_allgather, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_errors_are_codes, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_disagreement, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_second_group, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_timeout_setting, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_nccl, comm_test_abort_after_failure),
         };
         char name[64];
-        snprintf(name, sizeof name, "comm rank %d of %d", comm_rank(G), comm_size(G));
-        failed = _cmocka_run_group_tests(name, tests, sizeof tests / sizeof tests[0], NULL, abort_after_failure);
+        snprintf(name, sizeof name, "comm rank %d of %d", comm_rank(comm_test_group), comm_size(comm_test_group));
+        failed = _cmocka_run_group_tests(name, tests, sizeof tests / sizeof tests[0], NULL,
+                                         comm_test_abort_after_failure);
         int64_t total = failed;
-        if (comm_allreduce(G, &total, 1, COMM_I64, COMM_SUM, err, sizeof err)) {
+        if (comm_allreduce(comm_test_group, &total, 1, COMM_I64, COMM_SUM, err, sizeof err)) {
             fprintf(stderr, "test_comm: %s\n", err);
-            comm_abort(G, 1);
+            comm_abort(comm_test_group, 1);
         }
         failed = total > 0;
     }
     const int mpi = is_mpi();
-    if (comm_finalize(G, err, sizeof err)) {
+    if (comm_finalize(comm_test_group, err, sizeof err)) {
         fprintf(stderr, "test_comm: %s\n", err);
         return 1;
     }

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "comm/comm.h"
+#include "tests/common/comm_test.h"
 #include "comm/comm_nccl.h"
 #include "comm/reducer.h"
 
@@ -29,39 +30,6 @@
 #include <cuda_runtime_api.h>
 #endif
 
-static comm_group *G;
-static int body_completed = 1;
-
-#define COMM_TEST(name)                                                                                      \
-    static void name##_body(void);                                                                           \
-    static void name(void **state)                                                                           \
-    {                                                                                                        \
-        (void)state;                                                                                         \
-        body_completed = 0;                                                                                  \
-        name##_body();                                                                                       \
-        body_completed = 1;                                                                                  \
-    }                                                                                                        \
-    static void name##_body(void)
-
-static int abort_after_failure(void **state)
-{
-    (void)state;
-    if (!body_completed && comm_size(G) > 1) {
-        fprintf(stderr, "test_reducer: a test failed on rank %d; aborting every rank so none waits in a collective\n",
-                comm_rank(G));
-        fflush(stdout);
-        fflush(stderr);
-        comm_abort(G, 1);
-    }
-    return 0;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 {
@@ -112,7 +80,7 @@ static float grad_value(int rank, int cycle, int i, size_t j)
 static void fill_param(model *m, int cycle, int i)
 {
     for (size_t j = 0; j < m->counts[i]; j++)
-        m->grads[i][j] = grad_value(comm_rank(G), cycle, i, j);
+        m->grads[i][j] = grad_value(comm_rank(comm_test_group), cycle, i, j);
 }
 
 static void model_fill(model *m, int cycle)
@@ -133,11 +101,11 @@ static uint64_t model_hash(const model *m)
 static void assert_same_on_all_ranks(const model *m)
 {
     char err[256];
-    int size = comm_size(G);
+    int size = comm_size(comm_test_group);
     uint64_t mine = model_hash(m);
     uint64_t *all = calloc((size_t)size, sizeof *all);
     assert_non_null(all);
-    assert_int_equal(comm_allgather(G, &mine, all, sizeof mine, err, sizeof err), COMM_OK);
+    assert_int_equal(comm_allgather(comm_test_group, &mine, all, sizeof mine, err, sizeof err), COMM_OK);
     for (int r = 0; r < size; r++)
         assert_true(all[r] == mine);
     free(all);
@@ -146,7 +114,7 @@ static void assert_same_on_all_ranks(const model *m)
 /* Every gradient is the average over the ranks of backward `cycle`'s values. */
 static void assert_averaged(const model *m, int cycle)
 {
-    const int size = comm_size(G);
+    const int size = comm_size(comm_test_group);
     for (int i = 0; i < m->n; i++)
         for (size_t j = 0; j < m->counts[i]; j++) {
             float sum = 0;
@@ -179,7 +147,7 @@ static comm_reducer *reducer_make(model *m, size_t first_bytes, size_t bytes, in
     char err[320];
     comm_reducer_opts o = {.bucket_bytes = bytes, .first_bucket_bytes = first_bytes, .overlap = overlap};
     comm_reducer *r = NULL;
-    if (comm_reducer_new(G, m->grads, m->counts, m->n, &o, &r, err, sizeof err))
+    if (comm_reducer_new(comm_test_group, m->grads, m->counts, m->n, &o, &r, err, sizeof err))
         fail_msg("comm_reducer_new: %s", err);
     return r;
 }
@@ -195,7 +163,7 @@ static void backward(comm_reducer *r, model *m, int cycle, int every)
     char err[320];
     int *order = malloc((size_t)m->n * sizeof *order + 1);
     assert_non_null(order);
-    shuffled(order, m->n, (unsigned)(comm_rank(G) * 7919 + cycle));
+    shuffled(order, m->n, (unsigned)(comm_rank(comm_test_group) * 7919 + cycle));
     model_fill(m, cycle);
     comm_reducer_begin(r);
     for (int k = 0; k < m->n; k++)
@@ -252,13 +220,13 @@ COMM_TEST(test_average_in_any_order)
     const int nb = comm_reducer_buckets(r);
     assert_true(nb > 3);
     assert_int_equal(comm_reducer_overlap(r),
-                     comm_size(G) > 1 && comm_thread_level_of(G) >= COMM_THREAD_SERIALIZED);
+                     comm_size(comm_test_group) > 1 && comm_thread_level_of(comm_test_group) >= COMM_THREAD_SERIALIZED);
     for (int cycle = 1; cycle <= 4; cycle++) {
         backward(r, &m, cycle, 1);
         assert_averaged(&m, cycle);
         comm_reducer_stats s;
         comm_reducer_stats_get(r, &s);
-        assert_int_equal(s.buckets, comm_size(G) > 1 ? nb : 0);
+        assert_int_equal(s.buckets, comm_size(comm_test_group) > 1 ? nb : 0);
         /* Every parameter was ready before finish, so with overlap every bucket had started. */
         assert_int_equal(s.early, comm_reducer_overlap(r) ? nb : 0);
         assert_true(s.wait_s >= 0 && s.comm_s >= 0);
@@ -359,7 +327,7 @@ static void expect_rejected(float *const *grads, const size_t *counts, int n, co
 {
     char err[320] = "";
     comm_reducer *r = (comm_reducer *)&err;
-    int rc = comm_reducer_new(G, grads, counts, n, o, &r, err, sizeof err);
+    int rc = comm_reducer_new(comm_test_group, grads, counts, n, o, &r, err, sizeof err);
     if (rc != want_code || r || !strstr(err, want_text) || strncmp(err, "comm: reducer", 13) || strchr(err, '\n'))
         fail_msg("expected code %d with \"%s\", got %d: \"%s\"", want_code, want_text, rc, err);
 }
@@ -377,12 +345,12 @@ COMM_TEST(test_bad_arguments)
     float *holes[] = {m.grads[0], NULL, NULL};
     expect_rejected(holes, counts, 3, &plain, COMM_EINVAL, "gradient 2 of 8 floats is NULL");
     char err[320];
-    assert_int_equal(comm_reducer_new(G, m.grads, counts, 3, NULL, NULL, err, sizeof err), COMM_EINVAL);
+    assert_int_equal(comm_reducer_new(comm_test_group, m.grads, counts, 3, NULL, NULL, err, sizeof err), COMM_EINVAL);
     assert_non_null(strstr(err, "output pointer"));
 
-    if (comm_size(G) > 1) {
+    if (comm_size(comm_test_group) > 1) {
         /* One rank's bad argument stops all of them; the others are pointed at it. */
-        const int bad = comm_rank(G) == 1;
+        const int bad = comm_rank(comm_test_group) == 1;
         expect_rejected(m.grads, counts, bad ? -1 : 3, &plain, COMM_EINVAL, bad ? "-1 parameters" : "another rank");
         /* Ranks that would build different buckets. */
         const size_t other[] = {4, 0, 9};
@@ -407,13 +375,13 @@ static double busy_rate(void)
     char err[320];
     double best = 0;
     for (int t = 0; t < 3; t++) {
-        double t0 = now_s();
+        double t0 = comm_test_now();
         busy(2000000);
-        double dt = now_s() - t0;
+        double dt = comm_test_now() - t0;
         if (dt > 0 && 2000000 / dt > best)
             best = 2000000 / dt;
     }
-    assert_int_equal(comm_allreduce(G, &best, 1, COMM_F64, COMM_AVG, err, sizeof err), COMM_OK);
+    assert_int_equal(comm_allreduce(comm_test_group, &best, 1, COMM_F64, COMM_AVG, err, sizeof err), COMM_OK);
     return best;
 }
 
@@ -422,7 +390,7 @@ static void check_or_abort(int rc, const char *err)
 {
     if (rc) {
         fprintf(stderr, "test_reducer: %s\n", err);
-        comm_abort(G, 1);
+        comm_abort(comm_test_group, 1);
     }
 }
 
@@ -441,7 +409,7 @@ static double simulated_step(comm_reducer *r, model *m, int cycle, double rate, 
                              int cheap)
 {
     char err[320];
-    double t0 = now_s();
+    double t0 = comm_test_now();
     comm_reducer_begin(r);
     for (int i = m->n - 1; i >= 0; i--) {
         double share = backward_s * (double)m->counts[i] / (double)total;
@@ -457,7 +425,7 @@ static double simulated_step(comm_reducer *r, model *m, int cycle, double rate, 
         comm_reducer_ready(r, i);
     }
     check_or_abort(comm_reducer_finish(r, err, sizeof err), err);
-    return now_s() - t0;
+    return comm_test_now() - t0;
 }
 
 /* n parameters: weights of `big` floats at even indices, biases of 256 floats at odd ones. */
@@ -497,7 +465,7 @@ COMM_TEST(test_overlap_hides_comm)
     }
     if (best > -1) {
         printf("test_reducer: rank %d: %.0f%% of the communication hidden behind a simulated 50 ms backward\n",
-               comm_rank(G), 100 * best);
+               comm_rank(comm_test_group), 100 * best);
         assert_true(best > 0);
     }
     comm_reducer_free(r);
@@ -511,7 +479,7 @@ COMM_TEST(test_nccl)
 {
     char err[320];
     comm_nccl *nc = NULL;
-    if (comm_nccl_init(G, &nc, err, sizeof err)) {
+    if (comm_nccl_init(comm_test_group, &nc, err, sizeof err)) {
         assert_null(nc);
         return;
     }
@@ -523,12 +491,12 @@ COMM_TEST(test_nccl)
             assert_int_equal(cudaMalloc((void **)&dev[i], ASSORTED[i] * sizeof(float)), cudaSuccess);
     comm_reducer_opts o = {.bucket_bytes = 4096, .first_bucket_bytes = 1024, .overlap = 1, .nccl = nc};
     comm_reducer *r = NULL;
-    if (comm_reducer_new(G, dev, ASSORTED, N_ASSORTED, &o, &r, err, sizeof err))
+    if (comm_reducer_new(comm_test_group, dev, ASSORTED, N_ASSORTED, &o, &r, err, sizeof err))
         fail_msg("comm_reducer_new: %s", err);
     int order[N_ASSORTED];
     for (int cycle = 60; cycle < 63; cycle++) {
         model_fill(&m, cycle);
-        shuffled(order, N_ASSORTED, (unsigned)(comm_rank(G) * 31 + cycle));
+        shuffled(order, N_ASSORTED, (unsigned)(comm_rank(comm_test_group) * 31 + cycle));
         comm_reducer_begin(r);
         for (int k = 0; k < N_ASSORTED; k++) {
             int i = order[k];
@@ -568,7 +536,7 @@ static int cmp_double(const void *a, const void *b)
 static double median_of_max(double *v, int iters)
 {
     char err[320];
-    check_or_abort(comm_allreduce(G, v, (size_t)iters, COMM_F64, COMM_MAX, err, sizeof err), err);
+    check_or_abort(comm_allreduce(comm_test_group, v, (size_t)iters, COMM_F64, COMM_MAX, err, sizeof err), err);
     qsort(v, (size_t)iters, sizeof *v, cmp_double);
     return v[iters / 2];
 }
@@ -593,23 +561,23 @@ static void run_bench(int smoke)
     for (int overlap = 0; overlap < 2; overlap++) {
         comm_reducer_opts o = {.overlap = overlap, .first_bucket_bytes = smoke ? 1024 : 0,
                                .bucket_bytes = smoke ? 16384 : 0};
-        check_or_abort(comm_reducer_new(G, m.grads, counts, n, &o, &r[overlap], err, sizeof err), err);
+        check_or_abort(comm_reducer_new(comm_test_group, m.grads, counts, n, &o, &r[overlap], err, sizeof err), err);
     }
     double raw[16], red[16], step[2][16], hidden[16];
     for (int it = -1; it < iters; it++) {
-        comm_barrier(G, err, sizeof err);
-        double t0 = now_s();
-        check_or_abort(comm_allreduce(G, flat, total, COMM_F32, COMM_AVG, err, sizeof err), err);
-        double t1 = now_s();
-        comm_barrier(G, err, sizeof err);
-        double t2 = now_s();
+        comm_barrier(comm_test_group, err, sizeof err);
+        double t0 = comm_test_now();
+        check_or_abort(comm_allreduce(comm_test_group, flat, total, COMM_F32, COMM_AVG, err, sizeof err), err);
+        double t1 = comm_test_now();
+        comm_barrier(comm_test_group, err, sizeof err);
+        double t2 = comm_test_now();
         comm_reducer_begin(r[1]);
         for (int i = n - 1; i >= 0; i--)
             comm_reducer_ready(r[1], i);
         check_or_abort(comm_reducer_finish(r[1], err, sizeof err), err);
         if (it >= 0) {
             raw[it] = t1 - t0;
-            red[it] = now_s() - t2;
+            red[it] = comm_test_now() - t2;
         }
     }
     const double t_raw = median_of_max(raw, iters), t_red = median_of_max(red, iters);
@@ -620,7 +588,7 @@ static void run_bench(int smoke)
         const double rate = kind ? 0 : busy_rate();
         for (int it = -1; it < iters; it++)
             for (int overlap = 0; overlap < 2; overlap++) {
-                comm_barrier(G, err, sizeof err);
+                comm_barrier(comm_test_group, err, sizeof err);
                 double t = simulated_step(r[overlap], &m, it + 100, rate, backward_s, total, 1);
                 comm_reducer_stats s;
                 comm_reducer_stats_get(r[overlap], &s);
@@ -636,9 +604,9 @@ static void run_bench(int smoke)
         t_off[kind] = median_of_max(step[0], iters);
         t_on[kind] = median_of_max(step[1], iters);
     }
-    if (comm_rank(G) == 0) {
+    if (comm_rank(comm_test_group) == 0) {
         const char *tag = smoke ? "_smoke" : "";
-        const int size = comm_size(G);
+        const int size = comm_size(comm_test_group);
         printf("reducer bench: %.1f MB of gradients in %d parameters, %d buckets, simulated backward %.1f ms on %d "
                "ranks\n",
                mb, n, comm_reducer_buckets(r[1]), backward_s * 1e3, size);
@@ -665,7 +633,7 @@ static void run_bench(int smoke)
 int main(int argc, char **argv)
 {
     char err[512];
-    if (comm_init(&argc, &argv, &G, err, sizeof err)) {
+    if (comm_init(&argc, &argv, &comm_test_group, err, sizeof err)) {
         fprintf(stderr, "test_reducer: %s\n", err);
         return 1;
     }
@@ -674,26 +642,26 @@ int main(int argc, char **argv)
         run_bench(argc > 2 && !strcmp(argv[2], "--smoke"));
     } else {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test_setup(test_layout, abort_after_failure),
-            cmocka_unit_test_setup(test_average_in_any_order, abort_after_failure),
-            cmocka_unit_test_setup(test_overlap_off_same_bits, abort_after_failure),
-            cmocka_unit_test_setup(test_unready_params_reduced, abort_after_failure),
-            cmocka_unit_test_setup(test_beginless_backward, abort_after_failure),
-            cmocka_unit_test_setup(test_misuse_reported, abort_after_failure),
-            cmocka_unit_test_setup(test_bad_arguments, abort_after_failure),
-            cmocka_unit_test_setup(test_overlap_hides_comm, abort_after_failure),
+            cmocka_unit_test_setup(test_layout, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_average_in_any_order, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_overlap_off_same_bits, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_unready_params_reduced, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_beginless_backward, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_misuse_reported, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_bad_arguments, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_overlap_hides_comm, comm_test_abort_after_failure),
 #ifdef EMPD_HAVE_NCCL
-            cmocka_unit_test_setup(test_nccl, abort_after_failure),
+            cmocka_unit_test_setup(test_nccl, comm_test_abort_after_failure),
 #endif
         };
         char name[64];
-        snprintf(name, sizeof name, "reducer rank %d of %d", comm_rank(G), comm_size(G));
-        failed = _cmocka_run_group_tests(name, tests, sizeof tests / sizeof tests[0], NULL, abort_after_failure);
+        snprintf(name, sizeof name, "reducer rank %d of %d", comm_rank(comm_test_group), comm_size(comm_test_group));
+        failed = _cmocka_run_group_tests(name, tests, sizeof tests / sizeof tests[0], NULL, comm_test_abort_after_failure);
         int64_t total = failed;
-        check_or_abort(comm_allreduce(G, &total, 1, COMM_I64, COMM_SUM, err, sizeof err), err);
+        check_or_abort(comm_allreduce(comm_test_group, &total, 1, COMM_I64, COMM_SUM, err, sizeof err), err);
         failed = total > 0;
     }
-    if (comm_finalize(G, err, sizeof err)) {
+    if (comm_finalize(comm_test_group, err, sizeof err)) {
         fprintf(stderr, "test_reducer: %s\n", err);
         return 1;
     }

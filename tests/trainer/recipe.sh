@@ -230,6 +230,12 @@ early_stop)
   [ -e "$t/run/model.safetensors" ] || fail "an early-stopped run exported no weights"
   ls "$t/run/checkpoints" >"$t/kept"
   [ "$(cat "$t/kept" | tr '\n' ' ')" = "step-00000002 step-00000006 " ] || fail "kept checkpoints: $(cat "$t/kept")"
+  # train.epochs ends a run before train.max_steps: one epoch of 2 micro-batches per step.
+  per_epoch=$("$EMPD_PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["splits"]["train"]["count"] // 8)' \
+    "$WORK/shards/manifest.json")
+  "$EMPD" train "${text[@]}" --out "$t/epochs" --max-steps 100000 --set train.epochs=1 --set train.grad_accum=2 \
+    --set train.eval_every=0
+  [ "$(last_step "$t/epochs")" -eq $((per_epoch / 2)) ] || fail "train.epochs=1 ended at step $(last_step "$t/epochs")"
   ;;
 *) fail "unknown test $name" ;;
 esac
