@@ -78,7 +78,8 @@ const char *comm_hostname(const comm_group *g) { return g->hostname; }
 const char *comm_backend_name(const comm_group *g) { return g->backend == COMM_BACKEND_TCP ? "tcp" : "mpi"; }
 comm_thread_level comm_thread_level_of(const comm_group *g) { return g->thread_level; }
 
-int comm_allreduce(comm_group *g, void *buf, size_t count, comm_dtype dt, comm_op op, char *err, size_t errlen)
+static int allreduce(comm_group *g, void *buf, size_t count, comm_dtype dt, comm_op op, const atomic_int *computing,
+                     char *err, size_t errlen)
 {
     int code = comm_check_reduce("all-reduce", dt, op, err, errlen);
     if (code)
@@ -93,9 +94,21 @@ int comm_allreduce(comm_group *g, void *buf, size_t count, comm_dtype dt, comm_o
                          comm_dtype_noun(dt));
     comm_watch_begin(g, COMM_WATCH_HOST, COMM_CALL_ALLREDUCE, count, (uint64_t)dt | (uint64_t)op << 8);
     code = g->backend == COMM_BACKEND_TCP ? comm_tcp_allreduce(g, buf, count, dt, op, err, errlen)
-                                          : comm_mpi_allreduce(g, buf, count, dt, op, err, errlen);
+                                          : comm_mpi_allreduce(g, buf, count, dt, op, computing, err, errlen);
     comm_watch_end(g, COMM_WATCH_HOST);
     return code;
+}
+
+int comm_allreduce(comm_group *g, void *buf, size_t count, comm_dtype dt, comm_op op, char *err, size_t errlen)
+{
+    return allreduce(g, buf, count, dt, op, NULL, err, errlen);
+}
+
+int comm_allreduce_beside(comm_group *g, void *buf, size_t count, comm_dtype dt, comm_op op,
+                          const atomic_int *computing, char *err, size_t errlen)
+{
+    static const atomic_int no = 0;
+    return allreduce(g, buf, count, dt, op, computing ? computing : &no, err, errlen);
 }
 
 int comm_broadcast(comm_group *g, void *buf, size_t bytes, int root, char *err, size_t errlen)

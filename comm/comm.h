@@ -94,6 +94,7 @@
 #ifndef EMPD_COMM_H
 #define EMPD_COMM_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 /* Return codes. */
@@ -180,6 +181,16 @@ comm_thread_level comm_thread_level_of(const comm_group *g);
  * COMM_EMPI, COMM_ENET or COMM_ENOMEM. */
 int comm_allreduce(comm_group *g, void *buf, size_t count, comm_dtype dt, comm_op op, char *err,
                    size_t errlen);
+
+/* COLLECTIVE. comm_allreduce for a thread that runs beside computation (the reducer's). Where waiting
+ * in the backend's blocking collective would spin a core (MPI: Open MPI busy-polls), the all-reduce is
+ * started nonblocking and tested, with sleeps of 1 us growing to 64 us in between while *computing is
+ * nonzero (so the core goes to the computation), and without sleeps once it is zero. Every rank must
+ * use comm_allreduce_beside for the same collective (MPI does not match a nonblocking collective with a
+ * blocking one); *computing is local and may change at any time. Same arguments, results and errors as
+ * comm_allreduce otherwise; the TCP backend already sleeps in poll(2) and ignores `computing`. */
+int comm_allreduce_beside(comm_group *g, void *buf, size_t count, comm_dtype dt, comm_op op,
+                          const atomic_int *computing, char *err, size_t errlen);
 
 /* COLLECTIVE. Copies `bytes` bytes at `buf` on rank `root` into `buf` on every rank. Every rank passes
  * the same bytes and root. Returns COMM_EINVAL (root outside 0..size-1, null buf with bytes > 0),

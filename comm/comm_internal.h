@@ -96,8 +96,9 @@ void comm_watch_run_hooks(comm_group *g);
 int comm_mpi_init(comm_group *g, int *argc, char ***argv, char *err, size_t errlen);
 int comm_mpi_finalize(comm_group *g, char *err, size_t errlen);
 void comm_mpi_abort(comm_group *g, int code);
-int comm_mpi_allreduce(comm_group *g, void *buf, size_t count, comm_dtype dt, comm_op op, char *err,
-                       size_t errlen);
+/* computing non-NULL: MPI_Iallreduce, then MPI_Test with sleeps while *computing (comm_allreduce_beside) */
+int comm_mpi_allreduce(comm_group *g, void *buf, size_t count, comm_dtype dt, comm_op op,
+                       const atomic_int *computing, char *err, size_t errlen);
 int comm_mpi_broadcast(comm_group *g, void *buf, size_t bytes, int root, char *err, size_t errlen);
 int comm_mpi_barrier(comm_group *g, char *err, size_t errlen);
 int comm_mpi_allgather(comm_group *g, const void *send, void *recv, size_t bytes, char *err, size_t errlen);

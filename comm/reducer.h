@@ -31,7 +31,8 @@
  * Host buffers (opts->nccl NULL)
  *   A bucket of several parameters has a contiguous f32 buffer. The reducer's communication thread
  *   takes started buckets in order: it copies the bucket's gradients into its buffer, all-reduces it
- *   with comm_allreduce(COMM_AVG), and copies the averages back; a bucket of one parameter is reduced
+ *   with comm_allreduce_beside(COMM_AVG) (polling with sleeps while backward runs, flat out once finish
+ *   waits), and copies the averages back; a bucket of one parameter is reduced
  *   in place. ready() itself only counts, so backward's thread never copies or waits. The thread exists
  *   only when overlap is on, the group has more than one rank, and comm_thread_level_of(g) >=
  *   COMM_THREAD_SERIALIZED (and it could be started); otherwise overlap silently degrades to 0 and

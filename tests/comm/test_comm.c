@@ -7,7 +7,7 @@
  * whole job (comm_abort), which makes mpirun exit non-zero (under TCP the peers fail as the rank's
  * connections close).
  *
- * `test_comm --bench [--smoke]` (MPI only) instead times all-reduce of 10 MB and 100 MB of floats against
+ * `test_comm --bench [--smoke]` (MPI only) instead times all-reduce of 1 MB, 10 MB and 100 MB of floats against
  * raw MPI_Allreduce and prints one `bench:` line per size on rank 0. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -255,6 +255,40 @@ COMM_TEST(test_allreduce_large)
             fail_msg("element %zu: %g, want %g", i, x[i], (float)(i % 1024) * size + ranks_sum);
     if (rank == 0)
         printf("test_comm: all-reduce SUM of %zu floats on %d ranks: %.1f ms\n", n, size, dt * 1e3);
+    free(x);
+}
+
+/* The reducer's all-reduce: the same exact sums as comm_allreduce, whether it waits with sleeps
+ * (computing) or flat out (NULL, or a flag that is zero), on a buffer big enough for several rounds of
+ * the ring. */
+COMM_TEST(test_allreduce_beside)
+{
+    char err[256];
+    const size_t n = 3 * 1000 * 1000 + 7;
+    const int size = comm_size(comm_test_group), rank = comm_rank(comm_test_group);
+    float *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    atomic_int busy = 1, idle = 0;
+    const atomic_int *flags[] = {&busy, &idle, NULL};
+    for (int k = 0; k < 3; k++) {
+        for (size_t i = 0; i < n; i++)
+            x[i] = (float)base_value(rank, i);
+        assert_int_equal(comm_allreduce_beside(comm_test_group, x, n, COMM_F32, k ? COMM_SUM : COMM_AVG, flags[k], err,
+                                               sizeof err),
+                         COMM_OK);
+        for (size_t i = 0; i < n; i++) {
+            float sum = 0;
+            for (int r = 0; r < size; r++)
+                sum += (float)base_value(r, i);
+            float want = k ? sum : sum / (float)size;
+            if (x[i] != want)
+                fail_msg("flag %d element %zu: %g, want %g", k, i, x[i], want);
+        }
+        assert_same_on_all_ranks(x, n * sizeof *x);
+    }
+    assert_int_equal(comm_allreduce_beside(comm_test_group, x, 4, COMM_I64, COMM_AVG, &busy, err, sizeof err),
+                     COMM_EINVAL);
+    assert_non_null(strstr(err, "AVG of int64"));
     free(x);
 }
 
@@ -592,9 +626,9 @@ static void time_allreduce(float *x, size_t n, int iters, double *ours, double *
 /* smoke: tiny buffers and few iterations, only to keep the benchmark working (ctest runs it). */
 static int run_bench(int smoke)
 {
-    const size_t mbytes[] = {10, 100};
-    for (size_t k = 0; k < 2; k++) {
-        size_t n = (smoke ? mbytes[k] : mbytes[k] * 1000 * 1000) / sizeof(float);
+    const size_t mbytes[] = {1, 10, 100};
+    for (size_t k = 0; k < sizeof mbytes / sizeof mbytes[0]; k++) {
+        size_t n = (smoke ? mbytes[k] * 1000 : mbytes[k] * 1000 * 1000) / sizeof(float);
         float *x = malloc(n * sizeof *x);
         if (!x) {
             fprintf(stderr, "test_comm --bench: out of memory for %zu floats\n", n);
@@ -603,10 +637,10 @@ static int run_bench(int smoke)
         for (size_t i = 0; i < n; i++)
             x[i] = (float)(i % 7);
         double ours, peer;
-        time_allreduce(x, n, smoke ? 3 : mbytes[k] > 50 ? 11 : 31, &ours, &peer);
+        time_allreduce(x, n, smoke ? 3 : mbytes[k] > 50 ? 11 : 51, &ours, &peer);
         if (comm_rank(comm_test_group) == 0)
             printf("bench: comm_allreduce_f32_%zu%s_%dranks ours=%.2f peer=%.2f unit=ms ratio=%.3f goal=<=1.05\n",
-                   mbytes[k], smoke ? "B" : "MB", comm_size(comm_test_group), ours * 1e3, peer * 1e3, ours / peer);
+                   mbytes[k], smoke ? "kB" : "MB", comm_size(comm_test_group), ours * 1e3, peer * 1e3, ours / peer);
         free(x);
     }
     return 0;
@@ -634,6 +668,7 @@ int main(int argc, char **argv)
             cmocka_unit_test_setup(test_allreduce_i64, comm_test_abort_after_failure),
             cmocka_unit_test_setup(test_allreduce_bit_identical, comm_test_abort_after_failure),
             cmocka_unit_test_setup(test_allreduce_large, comm_test_abort_after_failure),
+            cmocka_unit_test_setup(test_allreduce_beside, comm_test_abort_after_failure),
             cmocka_unit_test_setup(test_allreduce_empty, comm_test_abort_after_failure),
             cmocka_unit_test_setup(test_broadcast, comm_test_abort_after_failure),
             cmocka_unit_test_setup(test_barrier, comm_test_abort_after_failure),
