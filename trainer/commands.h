@@ -9,5 +9,6 @@ int cmd_shard(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_fuse(int argc, char **argv);
 
 #endif

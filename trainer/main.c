@@ -13,6 +13,7 @@ static const struct {
     {"shard", cmd_shard, "AvaMERG folder -> LMDB shards + manifest.json"},
     {"inspect", cmd_inspect, "print one sample of a shards folder; write its frames (PNG) and audio (wav)"},
     {"train", cmd_train, "train a model on shards (under mpirun/srun for several ranks)"},
+    {"fuse", cmd_fuse, "fit late fusion of trained runs' val predictions; report test"},
     {"tokenize", cmd_tokenize, "BERT WordPiece ids of UTF-8 lines on stdin"},
 };
 
