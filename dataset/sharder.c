@@ -105,6 +105,52 @@ static int build_vocabs(ds_manifest *m, sh_vocab *b, const am_corpus *c, const s
     return 0;
 }
 
+/* The vocabularies of `like` (a training manifest), ids unchanged. */
+static int copy_vocabs(ds_manifest *m, sh_vocab *b, const ds_manifest *like, char *err, size_t errlen)
+{
+    for (int v = 0; v < SH_N_VOCABS; v++)
+        if (!ds_manifest_find_vocab(like, vocab_names[v]))
+            return ds_fail(err, errlen, DS_SHARD_EINVAL, "the training shards' manifest has no '%s' vocabulary",
+                           vocab_names[v]);
+    for (int v = 0; v < SH_N_VOCABS; v++)
+        if (!ds_manifest_add_vocab(m, vocab_names[v]))
+            return ds_fail(err, errlen, DS_SHARD_ENOMEM, "sharder: out of memory");
+    for (int v = 0; v < SH_N_VOCABS; v++) {
+        const ds_manifest_vocab *from = ds_manifest_find_vocab(like, vocab_names[v]);
+        b[v].mv = (ds_manifest_vocab *)ds_manifest_find_vocab(m, vocab_names[v]);
+        if (ds_strv_push(&b[v].mv->items, from->items.n ? from->items.v[0] : "<unk>") != DS_SHARD_OK ||
+            vocab_grow(&b[v]))
+            return ds_fail(err, errlen, DS_SHARD_ENOMEM, "sharder: out of memory");
+        for (size_t id = 1; id < from->items.n; id++)
+            if (vocab_add(&b[v], from->items.v[id]))
+                return ds_fail(err, errlen, DS_SHARD_ENOMEM, "sharder: out of memory");
+        if (b[v].mv->items.n != from->items.n)
+            return ds_fail(err, errlen, DS_SHARD_EINVAL, "the training shards' '%s' vocabulary repeats an entry",
+                           vocab_names[v]);
+    }
+    return 0;
+}
+
+/* Every conversation with a turn, in file order, into test (opts.like). */
+static int split_all(const am_corpus *c, split_result *sp, char *err, size_t errlen)
+{
+    memset(sp, 0, sizeof *sp);
+    sp->test = malloc((c->n + 1) * sizeof *sp->test);
+    sp->train = malloc(sizeof *sp->train);
+    sp->val = malloc(sizeof *sp->val);
+    if (!sp->test || !sp->train || !sp->val) {
+        split_free(sp);
+        return ds_fail(err, errlen, DS_SHARD_ENOMEM, "sharder: out of memory");
+    }
+    for (size_t i = 0; i < c->n; i++)
+        if (c->v[i].n_utt > 0)
+            sp->test[sp->n_test++] = i;
+    if (sp->n_test == 0) {
+        split_free(sp);
+        return ds_fail(err, errlen, DS_SHARD_EINVAL, "no conversation with a turn to encode");
+    }
+    return 0;
+}
 
 static int32_t avatar_meta(int id) { return id > 0 && id < 32768 ? id : 0; }
 
@@ -332,8 +378,10 @@ int ds_sharder_open(const ds_sharder_opts *o, ds_sharder **out, char *err, size_
     if (!rc)
         rc = am_corpus_load(s->json_path, o->on_error, &s->c, err, errlen);
     if (!rc)
-        rc = split_make_seed(&s->c, o->split_seed, &s->sp, err, errlen);
-    if (!rc && build_vocabs(&s->m, s->vb, &s->c, &s->sp))
+        rc = o->like ? split_all(&s->c, &s->sp, err, errlen) : split_make_seed(&s->c, o->split_seed, &s->sp, err, errlen);
+    if (!rc && o->like)
+        rc = copy_vocabs(&s->m, s->vb, o->like, err, errlen);
+    else if (!rc && build_vocabs(&s->m, s->vb, &s->c, &s->sp))
         rc = ds_fail(err, errlen, DS_SHARD_ENOMEM, "sharder: out of memory");
     if (!rc)
         rc = make_fingerprint(s, err, errlen);

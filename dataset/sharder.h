@@ -59,6 +59,12 @@ typedef struct {
     int jpeg_quality;       /* 1..100 (90) */
     int threads;            /* decoding threads in this process, >= 1 */
     int part_samples;       /* samples per shard file (64), >= 1 */
+    /* NULL, or the manifest of the shards a model was trained on: its categorical vocabularies are used
+     * as they are (a value they lack is <unk>, as in training), none is built, and every conversation of
+     * the json with at least one turn goes, in file order, to the split "test", labelled or not. This
+     * is how empd predict encodes new conversations exactly as the model's training data was; the
+     * caller copies the token limits and media settings from the same manifest. */
+    const ds_manifest *like;
 } ds_sharder_opts;
 
 /* Filled with the defaults above: the caller sets data_dir, out_dir, vocab_path and what it changes. */

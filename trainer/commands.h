@@ -10,5 +10,6 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_fuse(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 
 #endif

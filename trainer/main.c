@@ -14,6 +14,7 @@ static const struct {
     {"inspect", cmd_inspect, "print one sample of a shards folder; write its frames (PNG) and audio (wav)"},
     {"train", cmd_train, "train a model on shards (under mpirun/srun for several ranks)"},
     {"fuse", cmd_fuse, "fit late fusion of trained runs' val predictions; report test"},
+    {"predict", cmd_predict, "label new conversations (or one utterance) with trained runs and a fusion"},
     {"tokenize", cmd_tokenize, "BERT WordPiece ids of UTF-8 lines on stdin"},
 };
 
