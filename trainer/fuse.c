@@ -52,13 +52,13 @@ static void temperature_derivs(const double *probs, const int64_t *y, size_t n, 
 
 double tr_fuse_temperature(const double *probs, const int64_t *y, size_t n, int k)
 {
-    double lo = 1e-3, hi = 1e3, d1, d2;
+    double lo = 1 / TR_FUSE_T_MAX, hi = 1 / TR_FUSE_T_MIN, d1, d2;
     temperature_derivs(probs, y, n, k, lo, &d1, &d2);
     if (d1 >= 0)
-        return 1 / lo;
+        return TR_FUSE_T_MAX;
     temperature_derivs(probs, y, n, k, hi, &d1, &d2);
     if (d1 <= 0)
-        return 1 / hi;
+        return TR_FUSE_T_MIN;
     double beta = 1;
     for (int it = 0; it < 200; it++) {
         temperature_derivs(probs, y, n, k, beta, &d1, &d2);

@@ -19,6 +19,12 @@
 
 #define TR_FUSE_PMIN 1e-12
 #define TR_FUSE_MAX_MODELS 8
+/* Bounds of the fitted parameters (the temperature's search range; stacking's coefficients, which a
+ * regularized fit on log-probabilities never nears): fusion.json beyond them is refused, and within them
+ * every method gives finite probabilities. */
+#define TR_FUSE_T_MIN 1e-3
+#define TR_FUSE_T_MAX 1e3
+#define TR_FUSE_COEF_MAX 1e6
 
 typedef enum { TR_FUSE_AVERAGE, TR_FUSE_WEIGHTED, TR_FUSE_STACKING, TR_FUSE_METHODS } tr_fuse_method;
 

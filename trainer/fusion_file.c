@@ -103,8 +103,8 @@ int tr_fusion_write(const char *path, const tr_fusion *f, const tr_fusion_info *
 
 /* ---- Reading ----------------------------------------------------------------------------------------- */
 
-static int read_reals(const cJSON *a, double *v, int n, double min, const char *path, const char *what, char *err,
-                      size_t errlen)
+static int read_reals(const cJSON *a, double *v, int n, double min, double max, const char *path, const char *what,
+                      char *err, size_t errlen)
 {
     if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n)
         return md_fail(err, errlen, "%s: %s must be a list of %d numbers", path, what, n);
@@ -112,8 +112,8 @@ static int read_reals(const cJSON *a, double *v, int n, double min, const char *
     const cJSON *e;
     cJSON_ArrayForEach(e, a)
     {
-        if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble) || e->valuedouble < min)
-            return md_fail(err, errlen, "%s: %s[%d] must be a finite number >= %g", path, what, i, min);
+        if (!cJSON_IsNumber(e) || !(e->valuedouble >= min && e->valuedouble <= max))
+            return md_fail(err, errlen, "%s: %s[%d] must be a number in [%g, %g]", path, what, i, min, max);
         v[i++] = e->valuedouble;
     }
     return 0;
@@ -171,9 +171,10 @@ static int parse(const char *path, const cJSON *j, tr_fusion_loaded *out, char *
     f->n_models = M;
     f->k = k;
     f->d = d;
-    if (read_reals(cJSON_GetObjectItemCaseSensitive(j, "temperatures"), f->temperature, M, 1e-300, path,
-                   "temperatures", err, errlen) ||
-        read_reals(cJSON_GetObjectItemCaseSensitive(j, "weights"), f->weight, M, 0, path, "weights", err, errlen))
+    if (read_reals(cJSON_GetObjectItemCaseSensitive(j, "temperatures"), f->temperature, M, TR_FUSE_T_MIN, TR_FUSE_T_MAX,
+                   path, "temperatures", err, errlen) ||
+        read_reals(cJSON_GetObjectItemCaseSensitive(j, "weights"), f->weight, M, 0, 1, path, "weights", err,
+                   errlen))
         return -1;
     double wsum = 0;
     for (int r = 0; r < M; r++)
@@ -195,11 +196,12 @@ static int parse(const char *path, const cJSON *j, tr_fusion_loaded *out, char *
     for (int c = 0; c < k; c++) {
         char what[48];
         snprintf(what, sizeof what, "stacking.coef[%d]", c);
-        if (read_reals(cJSON_GetArrayItem(coef, c), f->coef + (size_t)c * d, d, -INFINITY, path, what, err, errlen))
+        if (read_reals(cJSON_GetArrayItem(coef, c), f->coef + (size_t)c * d, d, -TR_FUSE_COEF_MAX, TR_FUSE_COEF_MAX, path,
+                       what, err, errlen))
             return -1;
     }
-    return read_reals(cJSON_GetObjectItemCaseSensitive(st, "intercept"), f->intercept, k, -INFINITY, path,
-                      "stacking.intercept", err, errlen);
+    return read_reals(cJSON_GetObjectItemCaseSensitive(st, "intercept"), f->intercept, k, -TR_FUSE_COEF_MAX,
+                      TR_FUSE_COEF_MAX, path, "stacking.intercept", err, errlen);
 }
 
 int tr_fusion_read(const char *path, tr_fusion_loaded *out, char *err, size_t errlen)
