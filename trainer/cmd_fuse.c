@@ -20,6 +20,7 @@
 #include "trainer/fusion_file.h"
 #include "trainer/metrics.h"
 #include "trainer/predictions.h"
+#include "trainer/report.h"
 
 static void usage(FILE *f)
 {
@@ -398,6 +399,11 @@ int cmd_fuse(int argc, char **argv)
                sc[0].nll, sc[1].m.accuracy, sc[1].m.macro_f1, sc[1].m.weighted_f1, sc[1].nll);
     }
     printf("fuse: wrote %s/fusion.json and %s/predictions/{val,test}.csv\n", out, out);
+    if (tr_report_fusion(out, err, sizeof err)) {
+        fprintf(stderr, "empd fuse: %s\n", err);
+        goto done;
+    }
+    printf("fuse: report in %s/report.html\n", out);
     rc = 0;
 done:
     if (have_fit)

@@ -11,5 +11,6 @@ int cmd_synth(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_fuse(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
 #include "trainer/predictions.h"
+#include "trainer/report.h"
 #include "trainer/run.h"
 #include "trainer/stop.h"
 
@@ -217,11 +218,15 @@ static void log_step(tr_run *r, const step_info *s, double *loss_sum, int64_t *l
     const tr_config *c = &r->cfg;
     *loss_sum += s->loss;
     if (r->metrics) {
+        /* JSON has no NaN: a diverged loss or gradient norm is null. */
+        char loss[32], norm[32];
+        snprintf(loss, sizeof loss, isfinite(s->loss) ? "%.17g" : "null", s->loss);
+        snprintf(norm, sizeof norm, isfinite(s->grad_norm) ? "%.9g" : "null", s->grad_norm);
         fprintf(r->metrics,
-                "{\"event\":\"train\",\"step\":%lld,\"epoch\":%llu,\"loss\":%.17g,\"lr\":%.17g,\"grad_norm\":%.9g,"
+                "{\"event\":\"train\",\"step\":%lld,\"epoch\":%llu,\"loss\":%s,\"lr\":%.17g,\"grad_norm\":%s,"
                 "\"step_s\":%.6f,\"comm_s\":%.6f,\"comm_wait_s\":%.6f}\n",
-                (long long)r->step, (unsigned long long)r->sampler.epoch, s->loss, tr_lr_at(c, r->step), s->grad_norm,
-                s->seconds, s->comm.comm_s, s->comm.wait_s);
+                (long long)r->step, (unsigned long long)r->sampler.epoch, loss, tr_lr_at(c, r->step), norm, s->seconds,
+                s->comm.comm_s, s->comm.wait_s);
         fflush(r->metrics);
     }
     char status[64];
@@ -302,6 +307,18 @@ static int predict_splits(tr_run *r, int progress)
     return rc == 0 && best != r->step ? load_weights(r, r->step) : rc;
 }
 
+/* Rank 0: the run's report (report.html, report.md, report.json); a failure is said, not fatal. */
+static void write_report(tr_run *r)
+{
+    char err[1024];
+    if (r->rank != 0)
+        return;
+    if (tr_report_run(r->out, err, sizeof err))
+        fprintf(stderr, "empd train: report: %s\n", err);
+    else
+        tr_run_say(r, "train: report in %s/report.html", r->out);
+}
+
 void tr_run_describe(tr_run *r)
 {
     const tr_config *c = &r->cfg;
@@ -369,11 +386,13 @@ int tr_run_train(tr_run *r)
         return -1;
     if (r->stop_signal) {
         tr_run_say(r, "train: stopped at step %lld on a signal; continue with --resume auto", (long long)r->step);
+        write_report(r);
         return 0;
     }
     if (predict_splits(r, progress) || tr_run_agree(r, tr_run_export(r)))
         return -1;
     tr_run_say(r, "train: done at step %lld; best val %s %.4f at step %lld", (long long)r->step,
                tr_metric_name(c->train.best_metric), r->best_value, (long long)r->best_step);
+    write_report(r);
     return 0;
 }

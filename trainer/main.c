@@ -15,6 +15,7 @@ static const struct {
     {"train", cmd_train, "train a model on shards (under mpirun/srun for several ranks)"},
     {"fuse", cmd_fuse, "fit late fusion of trained runs' val predictions; report test"},
     {"predict", cmd_predict, "label new conversations (or one utterance) with trained runs and a fusion"},
+    {"report", cmd_report, "report.html, report.md and report.json of a run or fusion folder"},
     {"tokenize", cmd_tokenize, "BERT WordPiece ids of UTF-8 lines on stdin"},
 };
 

@@ -16,12 +16,12 @@ mpi "$EMPD" shard --data corpus --out shards --threads 1 --quiet
 for kind in audio video; do
   mpi "$EMPD" train --config "$REPO/configs/tiny-$kind.json" --shards shards --out "run-$kind" --set train.threads=1 \
     --quiet
-  for f in metrics.jsonl model.safetensors predictions/val.csv predictions/test.csv; do
+  for f in metrics.jsonl model.safetensors predictions/val.csv predictions/test.csv report.html report.md report.json; do
     [ -s "run-$kind/$f" ] || fail "run-$kind/$f is missing"
   done
 done
 "$EMPD" fuse --out fused run-audio run-video | tee fuse.log
-for f in fusion.json predictions/val.csv predictions/test.csv; do
+for f in fusion.json predictions/val.csv predictions/test.csv report.html report.md report.json; do
   [ -s "fused/$f" ] || fail "fused/$f is missing"
 done
 
