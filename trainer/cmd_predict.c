@@ -27,6 +27,7 @@
 #include "models/torch_c.h"
 #include "trainer/checkpoint.h"
 #include "trainer/commands.h"
+#include "trainer/cpus.h"
 #include "trainer/config.h"
 #include "trainer/evaluate.h"
 #include "trainer/fusion_file.h"
@@ -46,7 +47,7 @@ static void usage(FILE *f)
             "                  video_v5_0/ media; every conversation with a turn is labelled, in file order\n"
             "  --text TEXT     one utterance said by a speaker, with --wav FILE and/or --mp4 FILE optional\n"
             "  --json          print one JSON document instead of the table\n"
-            "  --threads N     libtorch threads (default: the machine's cores)\n"
+            "  --threads N     libtorch threads (default: the CPUs this process may use)\n"
             "  --keep DIR      keep the encoded input (shards per run) in DIR instead of a temporary folder\n");
 }
 
@@ -320,7 +321,7 @@ int cmd_predict(int argc, char **argv)
         fprintf(stderr, "empd predict: %s\n", err);
         goto done;
     }
-    tc_set_num_threads(threads ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
+    tc_set_num_threads(threads ? threads : tr_default_threads(1));
     for (int r = 0; r < n_runs; r++) {
         char enc[4300];
         snprintf(enc, sizeof enc, "%s/run%d", tmp, r);

@@ -11,6 +11,7 @@
 #include "dataset/shard.h"
 #include "dataset/sharder.h"
 #include "trainer/commands.h"
+#include "trainer/cpus.h"
 #include "trainer/paths.h"
 #include "trainer/progress.h"
 
@@ -145,13 +146,7 @@ static int report_failure(comm_group *g, int rc, const char *err)
     return failed != 0;
 }
 
-static int default_threads(comm_group *g)
-{
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int local = comm_local_size(g) > 0 ? comm_local_size(g) : 1;
-    long t = (cores > 0 ? cores : 1) / local;
-    return t < 1 ? 1 : (int)t;
-}
+static int default_threads(comm_group *g) { return tr_default_threads(comm_local_size(g)); }
 
 static double now_s(void)
 {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "trainer/commands.h"
+#include "trainer/cpus.h"
 #include "trainer/run.h"
 #include "trainer/stop.h"
 
@@ -171,13 +172,7 @@ static int broadcast_weights(tr_run *r)
     return rc ? -1 : 0;
 }
 
-static int default_threads(const tr_run *r)
-{
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int local = comm_local_size(r->g);
-    long n = (cores > 0 ? cores : 1) / (local > 0 ? local : 1);
-    return n > 0 ? (int)n : 1;
-}
+static int default_threads(const tr_run *r) { return tr_default_threads(comm_local_size(r->g)); }
 
 /* What each rank does alone: configuration, threads, shards, the sampler. No collectives. */
 static int setup_local(tr_run *r, const char *config, char **sets, int n_sets)
