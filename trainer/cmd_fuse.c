@@ -139,27 +139,31 @@ static int gather(run_in *runs, int nr, int s, split_data *out, char *err, size_
         return md_fail(err, errlen, "fuse: out of memory for %zu samples", out->n);
     }
     memcpy(out->y, base->label, out->n * sizeof *out->y);
-    for (int r = 0; r < nr; r++) {
+    int rc = 0;
+    for (int r = 0; r < nr && !rc; r++) {
         const tr_predictions *p = &runs[r].split[s];
         char what[600];
         snprintf(what, sizeof what, "%s/predictions/%s.csv", runs[r].name, s ? "test" : "val");
-        if (p->n_classes != k)
-            return free(order), md_fail(err, errlen, "%s: %d classes, but the first run's have %d", what,
-                                        p->n_classes, k);
-        for (int c = 0; c < k; c++)
+        if (p->n_classes != k) {
+            rc = md_fail(err, errlen, "%s: %d classes, but the first run's have %d", what, p->n_classes, k);
+            break;
+        }
+        for (int c = 0; c < k && !rc; c++)
             if (strcmp(p->class_names[c], base->class_names[c]))
-                return free(order), md_fail(err, errlen, "%s: class %d is '%s', the first run's '%s'", what, c,
-                                            p->class_names[c], base->class_names[c]);
-        if (align(base, p, what, order, err, errlen))
-            return free(order), -1;
+                rc = md_fail(err, errlen, "%s: class %d is '%s', the first run's '%s'", what, c, p->class_names[c],
+                             base->class_names[c]);
+        if (rc || (rc = align(base, p, what, order, err, errlen)))
+            break;
         out->probs[r] = malloc((out->n * (size_t)k + 1) * sizeof(double));
-        if (!out->probs[r])
-            return free(order), md_fail(err, errlen, "fuse: out of memory for %zu samples", out->n);
+        if (!out->probs[r]) {
+            rc = md_fail(err, errlen, "fuse: out of memory for %zu samples", out->n);
+            break;
+        }
         for (size_t i = 0; i < out->n; i++)
             memcpy(out->probs[r] + i * k, p->probs + (size_t)order[i] * k, (size_t)k * sizeof(double));
     }
     free(order);
-    return 0;
+    return rc;
 }
 
 static void split_free(split_data *d)
