@@ -234,6 +234,11 @@ int tr_fusion_read(const char *path, tr_fusion_loaded *out, char *err, size_t er
         return md_fail(err, errlen, "%s: read error", path);
     }
     text[len] = '\0';
+    if (strlen(text) != len) {
+        long at = (long)strlen(text);
+        free(text);
+        return md_fail(err, errlen, "%s: a NUL byte at byte %ld; not a JSON text", path, at);
+    }
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithOpts(text, &end, 1);
     if (!j) {
